@@ -1,0 +1,74 @@
+"""llmtally's in-app instrumentation: OpenAI and Anthropic SDK hooks and an httpx/httpx2 hook.
+
+Light on purpose: it imports OpenTelemetry's API/SDK handles and wrapt, never the receiver's dependencies.
+Loaded by `opentelemetry-instrument` through the entry points `llmtally_openai`, `llmtally_anthropic` and
+`llmtally_http`, or in code with `llmtally.instrument()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .attribution import attributes
+
+__all__ = ["attributes", "instrument", "uninstrument"]
+
+HOOKS = ("openai", "anthropic", "http")
+
+
+def _instrumentors(hooks: tuple[str, ...]) -> list[Any]:
+    found: list[Any] = []
+    if "openai" in hooks:
+        from .openai import OpenAIInstrumentor
+
+        found.append(OpenAIInstrumentor())
+    if "anthropic" in hooks:
+        from .anthropic import AnthropicInstrumentor
+
+        found.append(AnthropicInstrumentor())
+    if "http" in hooks:
+        from .http import HTTPInstrumentor
+
+        found.append(HTTPInstrumentor())
+    return found
+
+
+def instrument(
+    *,
+    hooks: tuple[str, ...] = HOOKS,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    logger_provider: Any = None,
+    capture_content: bool | None = None,
+    capture_max_bytes: int | None = None,
+    redact_patterns: list[str] | None = None,
+    stream_usage: bool | None = None,
+    provider_hosts: dict[str, str] | None = None,
+    environment: str | None = None,
+) -> None:
+    """Turns on the hooks (all by default) for the libraries that are installed.
+
+    Providers default to the global ones; the other arguments override the environment variables documented in
+    the README (`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`, `LLMTALLY_*`).
+    """
+    kwargs = {
+        "tracer_provider": tracer_provider,
+        "meter_provider": meter_provider,
+        "logger_provider": logger_provider,
+        "capture_content": capture_content,
+        "capture_max_bytes": capture_max_bytes,
+        "redact_patterns": redact_patterns,
+        "stream_usage": stream_usage,
+        "provider_hosts": provider_hosts,
+        "environment": environment,
+    }
+    for instrumentor in _instrumentors(hooks):
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+def uninstrument() -> None:
+    """Turns every hook off and restores the wrapped methods."""
+    for instrumentor in _instrumentors(HOOKS):
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()

@@ -1,0 +1,318 @@
+"""One LLM request from start to end, whichever layers saw it, and the telemetry it becomes.
+
+A call has one or more HTTP attempts (the SDK's retries). It ends when both the layer that opened it has let go
+(the SDK method returned or raised, or the HTTP send returned) and the body of its last attempt has been read,
+closed or dropped. Then it emits exactly one span, one audit event and its metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from . import attribution, content, errors, ratelimit, semconv
+from .providers import Route
+from .request import RequestInfo
+from .response import ResponseReader
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+_KEY_HEADERS = ("authorization", "x-api-key", "api-key")
+_KEY_IDS: dict[str, str] = {}
+_METRIC_KEYS = (semconv.FEATURE, semconv.DEPARTMENT, semconv.ENVIRONMENT)
+
+
+def key_id(secret: str) -> str:
+    """A short, stable hash that names a provider key without revealing it."""
+    found = _KEY_IDS.get(secret)
+    if found is None:
+        if len(_KEY_IDS) > 1024:
+            _KEY_IDS.clear()
+        found = _KEY_IDS[secret] = "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
+    return found
+
+
+class LLMCall:
+    """The state of one LLM request while it runs."""
+
+    __slots__ = (
+        "_token",
+        "attempts",
+        "attribution",
+        "body_open",
+        "ended",
+        "error",
+        "events",
+        "host",
+        "key",
+        "port",
+        "provider",
+        "ratelimits",
+        "reader",
+        "request",
+        "request_id",
+        "route",
+        "rt",
+        "scope_open",
+        "span",
+        "start_ns",
+        "status",
+        "stream_outcome",
+    )
+
+    def __init__(
+        self, rt: Runtime, route: Route, provider: str, request: RequestInfo, host: str, port: int | None
+    ) -> None:
+        self.rt = rt
+        self.route = route
+        self.provider = provider
+        self.request = request
+        self.host = host
+        self.port = port
+        self.start_ns = time.time_ns()
+        self.attribution = attribution.current()
+        name = f"{route.operation} {request.model}" if request.model else route.operation
+        self.span = rt.telemetry.tracer.start_span(name, kind=SpanKind.CLIENT, start_time=self.start_ns)
+        self._token: object | None = otel_context.attach(trace.set_span_in_context(self.span))
+        self.attempts = 0
+        self.events: list[tuple[int, dict[str, AttributeValue]]] = []
+        self.reader: ResponseReader | None = None
+        self.status: int | None = None
+        self.error: BaseException | None = None
+        self.ratelimits: ratelimit.RateLimits | None = None
+        self.request_id: str | None = None
+        self.key: str | None = None
+        self.stream_outcome: str | None = None
+        self.scope_open = True
+        self.body_open = False
+        self.ended = False
+
+    # Attempts ----------------------------------------------------------------------------------------------
+
+    def begin_attempt(self, headers: Mapping[str, str], *, inject_usage: bool) -> ResponseReader:
+        """A new HTTP attempt is about to be sent; an earlier one was retried."""
+        if self.attempts:
+            event: dict[str, AttributeValue] = {"attempt": self.attempts}
+            if self.status is not None:
+                event[semconv.HTTP_STATUS_CODE] = self.status
+                event[semconv.ERROR_TYPE] = errors.from_status(self.status)
+            elif self.error is not None:
+                event[semconv.ERROR_TYPE] = errors.from_exception(self.error)
+            self.events.append((time.time_ns(), event))
+        elif self.key is None and semconv.API_KEY not in self.attribution:
+            for name in _KEY_HEADERS:
+                value = headers.get(name)
+                if value:
+                    self.key = key_id(value.removeprefix("Bearer ").strip())
+                    break
+        self.attempts += 1
+        self.status = None
+        self.error = None
+        self.body_open = False
+        reader = ResponseReader(self.route.api, capture=self.rt.settings.capture_content, drop_usage_chunk=inject_usage)
+        self.reader = reader
+        return reader
+
+    def attempt_answered(self, status: int, headers: Mapping[str, str]) -> None:
+        self.status = status
+        limits = ratelimit.read(headers)
+        if limits is not None:
+            self.ratelimits = limits
+        self.request_id = headers.get("x-request-id") or headers.get("request-id") or self.request_id
+
+    def attempt_failed(self, error: BaseException) -> None:
+        self.error = error
+
+    def body_started(self) -> None:
+        self.body_open = True
+
+    def body_ended(self, reader: ResponseReader, outcome: str, error: BaseException | None = None) -> None:
+        """The body of an attempt was read to its end, closed, dropped or failed."""
+        if reader is not self.reader or not self.body_open:
+            return
+        self.body_open = False
+        if self.request.stream:
+            self.stream_outcome = outcome
+        if error is not None:
+            self.error = error
+        if not self.scope_open:
+            self.end()
+
+    def leave_scope(self, error: BaseException | None = None) -> None:
+        """The layer that opened the call is done (the SDK method returned or raised)."""
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
+        self.scope_open = False
+        if error is not None and self.error is None and (self.status is None or self.status < 400):
+            self.error = error
+        if not self.body_open:
+            self.end()
+
+    # The end -----------------------------------------------------------------------------------------------
+
+    def end(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        end_ns = time.time_ns()
+        attrs, metric_attrs = self._attributes(end_ns)
+        span = self.span
+        if span.is_recording():
+            span.set_attributes(attrs)
+            for ts, event in self.events:
+                span.add_event(semconv.RETRY_EVENT_NAME, event, ts)
+            if semconv.ERROR_TYPE in attrs:
+                span.set_status(Status(StatusCode.ERROR, str(attrs.get(semconv.ERROR_MESSAGE, ""))))
+        span.end(end_ns)
+        tel = self.rt.telemetry
+        tel.logger.emit(
+            timestamp=end_ns,
+            context=trace.set_span_in_context(span),
+            severity_number=SeverityNumber.ERROR if semconv.ERROR_TYPE in attrs else SeverityNumber.INFO,
+            event_name=semconv.AUDIT_EVENT_NAME,
+            attributes=attrs,
+        )
+        self._record_metrics(attrs, metric_attrs, (end_ns - self.start_ns) / 1e9)
+
+    def _attributes(self, end_ns: int) -> tuple[dict[str, AttributeValue], dict[str, AttributeValue]]:
+        reader = self.reader
+        request = self.request
+        attrs: dict[str, AttributeValue] = {
+            semconv.OPERATION: self.route.operation,
+            semconv.PROVIDER: self.provider,
+            semconv.REQUEST_MODEL: request.model,
+            semconv.SERVER_ADDRESS: self.host,
+            semconv.DURATION: (end_ns - self.start_ns) / 1e9,
+        }
+        if self.port is not None:
+            attrs[semconv.SERVER_PORT] = self.port
+        attrs.update(request.attributes)
+        metric_attrs: dict[str, AttributeValue] = {
+            semconv.PROVIDER: self.provider,
+            semconv.OPERATION: self.route.operation,
+            semconv.REQUEST_MODEL: request.model,
+        }
+        if reader is not None:
+            if reader.response_id:
+                attrs[semconv.RESPONSE_ID] = reader.response_id
+            if reader.response_model:
+                attrs[semconv.RESPONSE_MODEL] = metric_attrs[semconv.RESPONSE_MODEL] = reader.response_model
+            if reader.finish_reasons:
+                attrs[semconv.RESPONSE_FINISH_REASONS] = reader.finish_reasons
+            if request.stream and reader.first_chunk_ns is not None:
+                attrs[semconv.RESPONSE_TIME_TO_FIRST_CHUNK] = (reader.first_chunk_ns - self.start_ns) / 1e9
+        usage = reader.usage if reader is not None else None
+        if usage is not None:
+            attrs[semconv.USAGE_INPUT_TOKENS] = usage.input
+            attrs[semconv.USAGE_OUTPUT_TOKENS] = usage.output
+            attrs[semconv.TOTAL_TOKENS] = usage.total
+            attrs[semconv.USAGE_CACHE_READ_TOKENS] = usage.cache_read
+            attrs[semconv.USAGE_CACHE_WRITE_TOKENS] = usage.cache_write
+            attrs[semconv.USAGE_REASONING_TOKENS] = usage.reasoning
+            complete = not request.stream or self.stream_outcome == "completed"
+            attrs[semconv.USAGE_SOURCE] = "provider" if complete else "partial"
+        else:
+            attrs[semconv.USAGE_SOURCE] = "none"
+        if self.status is not None:
+            attrs[semconv.HTTP_STATUS_CODE] = self.status
+        if self.attempts > 1:
+            attrs[semconv.HTTP_RESEND_COUNT] = self.attempts - 1
+            attrs[semconv.EVENTS] = json.dumps(
+                [{"name": "retry", "time_unix_nano": ts, **event} for ts, event in self.events]
+            )
+        if request.stream and self.stream_outcome:
+            attrs[semconv.STREAM_OUTCOME] = self.stream_outcome
+        self._error_attributes(attrs)
+        if semconv.ERROR_TYPE in attrs:
+            metric_attrs[semconv.ERROR_TYPE] = attrs[semconv.ERROR_TYPE]
+        if self.request_id:
+            attrs[semconv.REQUEST_ID] = self.request_id
+        if self.ratelimits:
+            attrs.update(self.ratelimits.span_attributes())
+        who = self.attribution
+        if request.user and semconv.USER_ID not in who:
+            attrs[semconv.USER_ID] = request.user
+        if self.key:
+            attrs[semconv.API_KEY] = self.key
+        if self.rt.settings.environment:
+            attrs[semconv.ENVIRONMENT] = self.rt.settings.environment
+        attrs.update(who)
+        for key in _METRIC_KEYS:
+            if key in attrs:
+                metric_attrs[key] = attrs[key]
+        self._content_attributes(attrs)
+        return attrs, metric_attrs
+
+    def _error_attributes(self, attrs: dict[str, AttributeValue]) -> None:
+        reader = self.reader
+        message: str | None = reader.error_message if reader is not None else None
+        if self.status is not None and self.status >= 400:
+            attrs[semconv.ERROR_TYPE] = errors.from_status(self.status)
+        elif self.error is not None:
+            attrs[semconv.ERROR_TYPE] = errors.from_exception(self.error)
+            message = message or f"{type(self.error).__name__}: {self.error}"[:500]
+        elif reader is not None and reader.error_type is not None:
+            attrs[semconv.ERROR_TYPE] = errors.from_provider(reader.error_type)
+        if semconv.ERROR_TYPE in attrs and message:
+            attrs[semconv.ERROR_MESSAGE] = message
+
+    def _content_attributes(self, attrs: dict[str, AttributeValue]) -> None:
+        settings = self.rt.settings
+        if not settings.capture_content:
+            return
+        patterns, limit = settings.redact_patterns, settings.capture_max_bytes
+        if self.request.body:
+            attrs[semconv.INPUT_MESSAGES] = content.input_messages(self.request.body, patterns, limit)
+        if self.reader is not None and self.reader.output:
+            attrs[semconv.OUTPUT_MESSAGES] = content.output_messages(
+                self.reader.output, self.reader.finish_reasons, patterns, limit
+            )
+
+    def _record_metrics(
+        self, attrs: Mapping[str, Any], metric_attrs: dict[str, AttributeValue], seconds: float
+    ) -> None:
+        tel = self.rt.telemetry
+        failed = semconv.ERROR_TYPE in metric_attrs
+        tel.requests_total.add(1, metric_attrs)
+        (tel.requests_error if failed else tel.requests_success).add(1, metric_attrs)
+        tel.duration.record(seconds, metric_attrs)
+        ttft = attrs.get(semconv.RESPONSE_TIME_TO_FIRST_CHUNK)
+        if ttft is not None:
+            tel.time_to_first_token.record(ttft, metric_attrs)
+        semconv_attrs = {k: v for k, v in metric_attrs.items() if k not in _METRIC_KEYS}
+        semconv_attrs[semconv.SERVER_ADDRESS] = self.host
+        if self.port is not None:
+            semconv_attrs[semconv.SERVER_PORT] = self.port
+        tel.operation_duration.record(seconds, semconv_attrs)
+        usage = self.reader.usage if self.reader is not None else None
+        if usage is not None:
+            tel.tokens_prompt.add(usage.input, metric_attrs)
+            tel.tokens_completion.add(usage.output, metric_attrs)
+            tel.tokens_total.add(usage.total, metric_attrs)
+            tel.tokens_cached.add(usage.cache_read, metric_attrs)
+            tel.tokens_cache_write.add(usage.cache_write, metric_attrs)
+            tel.tokens_reasoning.add(usage.reasoning, metric_attrs)
+            tel.token_usage.record(usage.input, {**semconv_attrs, semconv.TOKEN_TYPE: "input"})
+            tel.token_usage.record(usage.output, {**semconv_attrs, semconv.TOKEN_TYPE: "output"})
+        if self.ratelimits:
+            for kind, (limit, remaining) in self.ratelimits.items():
+                gauge_attrs = {
+                    semconv.PROVIDER: self.provider,
+                    semconv.REQUEST_MODEL: self.request.model,
+                    semconv.RATELIMIT_KIND: kind,
+                }
+                if limit is not None:
+                    tel.ratelimit_limit.set(limit, gauge_attrs)
+                if remaining is not None:
+                    tel.ratelimit_remaining.set(remaining, gauge_attrs)

@@ -1,0 +1,164 @@
+"""The hook on `httpx2` and `httpx` clients' `send`: every LLM API attempt passes through here.
+
+Inside a call that an SDK hook opened, an attempt joins that call (so SDK retries make one record). Outside one,
+a POST to a known LLM API path with a JSON body that names a model opens a call of its own.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+import wrapt
+
+from .. import runtime
+from ..call import LLMCall
+from ..providers import provider_for, route_for
+from ..request import parse_body, read_request
+from ..response import ResponseReader
+from ..scope import current_call
+from .streams import observed_stream
+
+LIBRARIES = ("httpx2", "httpx")
+_NO_USAGE_OPTION = frozenset({"anthropic", "mistral_ai", "ollama"})
+_patched: list[tuple[type, str, Any]] = []
+
+
+def install() -> None:
+    """Wraps `Client.send` and `AsyncClient.send` of each HTTP library that is installed (idempotent)."""
+    if _patched:
+        return
+    for name in LIBRARIES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        for cls_name, wrapper in (("Client", _send), ("AsyncClient", _async_send)):
+            cls = getattr(module, cls_name)
+            original = cls.__dict__.get("send")
+            if original is None or isinstance(original, wrapt.ObjectProxy):
+                continue  # an alias of a library already wrapped
+            cls.send = wrapt.FunctionWrapper(original, wrapper)
+            _patched.append((cls, "send", original))
+
+
+def uninstall() -> None:
+    """Puts the original methods back."""
+    while _patched:
+        cls, attr, original = _patched.pop()
+        setattr(cls, attr, original)
+
+
+def _open(request: Any) -> tuple[LLMCall | None, bool]:
+    """The call this attempt belongs to, and whether this hook opened it."""
+    call = current_call.get()
+    url = request.url
+    if call is not None and not call.ended and call.host == url.host:
+        return call, False
+    rt = runtime.get()
+    if rt is None or not rt.records_plain_http or request.method != "POST":
+        return None, False
+    path = url.path
+    route = route_for(path)
+    if route is None:
+        return None, False
+    try:
+        body = parse_body(request.content)
+    except Exception:  # a streamed request body: not an LLM API call we can read
+        return None, False
+    if body is None or ("model" not in body and "/deployments/" not in path):
+        return None, False
+    info = read_request(body, api=route.api, url_path=path, keep_body=rt.settings.capture_content)
+    provider = provider_for(url.host, url.port, path, default=None, overrides=rt.settings.provider_hosts)
+    return LLMCall(rt, route, provider, info, url.host, url.port), True
+
+
+def _begin(call: LLMCall, request: Any) -> tuple[Any, ResponseReader]:
+    """Starts an attempt; asks for streamed usage when the app did not and the API allows it."""
+    inject = (
+        call.request.stream
+        and not call.request.stream_options
+        and call.route.api in ("openai.chat", "openai.completions")
+        and call.provider not in _NO_USAGE_OPTION
+        and call.rt.settings.stream_usage
+    )
+    if inject:
+        rewritten = _with_usage_option(request)
+        inject = rewritten is not None
+        request = rewritten or request
+    return request, call.begin_attempt(request.headers, inject_usage=inject)
+
+
+def _with_usage_option(request: Any) -> Any | None:
+    """A copy of `request` whose JSON body also asks for `stream_options.include_usage`."""
+    try:
+        body = request.content.rstrip()
+    except Exception:
+        return None
+    if not body.endswith(b"}"):
+        return None
+    head = body[:-1].rstrip()
+    sep = b"" if head.endswith(b"{") else b","
+    content = head + sep + b'"stream_options":{"include_usage":true}}'
+    headers = request.headers.copy()
+    if "content-length" in headers:
+        del headers["content-length"]
+    return type(request)(request.method, request.url, headers=headers, content=content, extensions=request.extensions)
+
+
+def _answered(call: LLMCall, reader: ResponseReader, response: Any, streamed: bool) -> None:
+    """Reads what the answer says now; a streamed body is read as the app reads it."""
+    status = response.status_code
+    headers: Mapping[str, str] = response.headers
+    call.attempt_answered(status, headers)
+    if streamed:
+        reader.start_stream(headers.get("content-type", ""), status)
+        call.body_started()
+        response.stream = observed_stream(response.stream, call, reader, status)
+    else:
+        reader.read_body(response.content, status)
+
+
+def _send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    request = args[0] if args else kwargs.get("request")
+    call, owned = _open(request)
+    if call is None:
+        return wrapped(*args, **kwargs)
+    try:
+        sent, reader = _begin(call, request)
+        args = (sent, *args[1:]) if args else args
+        if not args:
+            kwargs["request"] = sent
+        try:
+            response = wrapped(*args, **kwargs)
+        except BaseException as error:
+            call.attempt_failed(error)
+            raise
+        _answered(call, reader, response, bool(kwargs.get("stream")))
+        return response
+    finally:
+        if owned:
+            call.leave_scope()
+
+
+async def _async_send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    request = args[0] if args else kwargs.get("request")
+    call, owned = _open(request)
+    if call is None:
+        return await wrapped(*args, **kwargs)
+    try:
+        sent, reader = _begin(call, request)
+        args = (sent, *args[1:]) if args else args
+        if not args:
+            kwargs["request"] = sent
+        try:
+            response = await wrapped(*args, **kwargs)
+        except BaseException as error:
+            call.attempt_failed(error)
+            raise
+        _answered(call, reader, response, bool(kwargs.get("stream")))
+        return response
+    finally:
+        if owned:
+            call.leave_scope()

@@ -1,0 +1,87 @@
+"""The hook shared by the OpenAI and Anthropic SDKs: both funnel every API call, retries included, through
+`SyncAPIClient.request` / `AsyncAPIClient.request(cast_to, options, *, stream, stream_cls)`.
+
+Wrapping it opens one call per SDK method call; the HTTP hook then joins every attempt to it. The SDK hands us
+its request body as a dict, so the body is never parsed twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.instrumentation.utils import unwrap
+from wrapt import wrap_function_wrapper
+
+from . import runtime
+from .call import LLMCall
+from .providers import provider_for, route_for
+from .request import read_request
+from .scope import current_call
+
+
+def _open(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], provider: str) -> LLMCall | None:
+    rt = runtime.get()
+    if rt is None or current_call.get() is not None:
+        return None
+    options = args[1] if len(args) > 1 else kwargs.get("options")
+    url = getattr(options, "url", None)
+    body = getattr(options, "json_data", None)
+    if not isinstance(url, str) or not isinstance(body, Mapping):
+        return None
+    base = instance.base_url
+    path = url if url.startswith("http") else base.path.rstrip("/") + "/" + url.lstrip("/")
+    route = route_for(path.split("?", 1)[0])
+    if route is None or ("model" not in body and "/deployments/" not in path):
+        return None
+    info = read_request(body, api=route.api, url_path=path, keep_body=rt.settings.capture_content)
+    name = provider_for(base.host, base.port, path, default=provider, overrides=rt.settings.provider_hosts)
+    return LLMCall(rt, route, name, info, base.host, base.port)
+
+
+def request_wrappers(provider: str) -> tuple[Any, Any]:
+    """The sync and async `request` wrappers for an SDK whose own provider is `provider`."""
+
+    def sync_request(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = _open(instance, args, kwargs, provider)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        token = current_call.set(call)
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as error:
+            current_call.reset(token)
+            call.leave_scope(error)
+            raise
+        current_call.reset(token)
+        call.leave_scope()
+        return result
+
+    async def async_request(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = _open(instance, args, kwargs, provider)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        token = current_call.set(call)
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as error:
+            current_call.reset(token)
+            call.leave_scope(error)
+            raise
+        current_call.reset(token)
+        call.leave_scope()
+        return result
+
+    return sync_request, async_request
+
+
+def wrap_clients(module: str, provider: str) -> None:
+    """Wraps `request` of `module`'s SyncAPIClient and AsyncAPIClient."""
+    sync_request, async_request = request_wrappers(provider)
+    wrap_function_wrapper(module, "SyncAPIClient.request", sync_request)
+    wrap_function_wrapper(module, "AsyncAPIClient.request", async_request)
+
+
+def unwrap_clients(module: Any) -> None:
+    unwrap(module.SyncAPIClient, "request")
+    unwrap(module.AsyncAPIClient, "request")

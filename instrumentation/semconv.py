@@ -1,0 +1,97 @@
+"""Attribute, event and instrument names: the GenAI semantic conventions and llmtally's own."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# GenAI semantic conventions (https://opentelemetry.io/docs/specs/semconv/gen-ai/).
+OPERATION: Final = "gen_ai.operation.name"
+PROVIDER: Final = "gen_ai.provider.name"
+REQUEST_MODEL: Final = "gen_ai.request.model"
+REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+REQUEST_TOP_P: Final = "gen_ai.request.top_p"
+REQUEST_TOP_K: Final = "gen_ai.request.top_k"
+REQUEST_FREQUENCY_PENALTY: Final = "gen_ai.request.frequency_penalty"
+REQUEST_PRESENCE_PENALTY: Final = "gen_ai.request.presence_penalty"
+REQUEST_STOP_SEQUENCES: Final = "gen_ai.request.stop_sequences"
+REQUEST_SEED: Final = "gen_ai.request.seed"
+REQUEST_CHOICE_COUNT: Final = "gen_ai.request.choice.count"
+REQUEST_STREAM: Final = "gen_ai.request.stream"
+REQUEST_SERVICE_TIER: Final = "gen_ai.openai.request.service_tier"
+REQUEST_ENCODING_FORMATS: Final = "gen_ai.request.encoding_formats"
+RESPONSE_ID: Final = "gen_ai.response.id"
+RESPONSE_MODEL: Final = "gen_ai.response.model"
+RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+USAGE_CACHE_READ_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+USAGE_CACHE_WRITE_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+USAGE_REASONING_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+TOKEN_TYPE: Final = "gen_ai.token.type"
+INPUT_MESSAGES: Final = "gen_ai.input.messages"
+OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+CONVERSATION_ID: Final = "gen_ai.conversation.id"
+ERROR_TYPE: Final = "error.type"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+HTTP_STATUS_CODE: Final = "http.response.status_code"
+HTTP_RESEND_COUNT: Final = "http.request.resend_count"
+ENVIRONMENT: Final = "deployment.environment.name"
+USER_ID: Final = "user.id"
+
+# llmtally's own attributes.
+TOTAL_TOKENS: Final = "llmtally.usage.total_tokens"
+USAGE_SOURCE: Final = "llmtally.usage.source"  # provider | partial | none
+API_KEY: Final = "llmtally.api_key"  # an alias, or "sha256:<12 hex>" of the provider key
+FEATURE: Final = "llmtally.feature"
+DEPARTMENT: Final = "llmtally.department"
+ERROR_MESSAGE: Final = "llmtally.error.message"
+DURATION: Final = "llmtally.duration"  # seconds
+STREAM_OUTCOME: Final = "llmtally.stream.outcome"  # completed | closed_early | failed | abandoned
+EVENTS: Final = "llmtally.events"  # JSON list of the call's events (retries)
+RATELIMIT_PREFIX: Final = "llmtally.ratelimit."  # + "<kind>.limit" / "<kind>.remaining" / "<kind>.reset"
+RATELIMIT_KIND: Final = "llmtally.ratelimit.kind"
+REQUEST_ID: Final = "llmtally.provider.request_id"
+
+AUDIT_EVENT_NAME: Final = "llmtally.completion"
+RETRY_EVENT_NAME: Final = "llmtally.retry"
+INSTRUMENTATION_SCOPE: Final = "llmtally"
+
+# Bucket boundaries advised by the GenAI metrics conventions.
+DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TOKEN_BUCKETS: Final = (
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
+)
+TTFT_BUCKETS: Final = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)

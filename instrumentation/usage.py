@@ -1,0 +1,73 @@
+"""Token counts in one shape, from each provider's usage object.
+
+Follows the GenAI semconv and genai-prices: input includes cache reads and cache writes, output includes
+reasoning; cache reads, cache writes and reasoning are also kept on their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts of one request."""
+
+    input: int = 0
+    output: int = 0
+    total: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _detail(usage: Mapping[str, Any], name: str, key: str) -> int:
+    details = usage.get(name)
+    return _int(details.get(key)) if isinstance(details, Mapping) else 0
+
+
+def from_openai(usage: Mapping[str, Any]) -> Usage:
+    """Chat/legacy completions (`prompt_tokens`...), Responses (`input_tokens`...) and embeddings usage.
+
+    Also reads the OpenAI-compatible variants: DeepSeek's `prompt_cache_hit_tokens` and the
+    `cache_write_tokens` / `cache_creation_input_tokens` detail that OpenRouter and others report.
+    """
+    prompt = _int(usage.get("prompt_tokens")) or _int(usage.get("input_tokens"))
+    completion = _int(usage.get("completion_tokens")) or _int(usage.get("output_tokens"))
+    cached = (
+        _detail(usage, "prompt_tokens_details", "cached_tokens")
+        or _detail(usage, "input_tokens_details", "cached_tokens")
+        or _int(usage.get("prompt_cache_hit_tokens"))
+    )
+    cache_write = (
+        _detail(usage, "prompt_tokens_details", "cache_write_tokens")
+        or _detail(usage, "prompt_tokens_details", "cache_creation_input_tokens")
+        or _detail(usage, "input_tokens_details", "cache_write_tokens")
+    )
+    reasoning = _detail(usage, "completion_tokens_details", "reasoning_tokens") or _detail(
+        usage, "output_tokens_details", "reasoning_tokens"
+    )
+    total = _int(usage.get("total_tokens")) or prompt + completion
+    return Usage(prompt, completion, total, cached, cache_write, reasoning)
+
+
+def from_anthropic(usage: Mapping[str, Any]) -> Usage:
+    """Anthropic Messages usage; its `input_tokens` excludes cache reads and cache writes."""
+    read = _int(usage.get("cache_read_input_tokens"))
+    write = _int(usage.get("cache_creation_input_tokens"))
+    prompt = _int(usage.get("input_tokens")) + read + write
+    completion = _int(usage.get("output_tokens"))
+    return Usage(prompt, completion, prompt + completion, read, write, 0)
+
+
+def from_ollama(body: Mapping[str, Any]) -> Usage:
+    """Ollama's native `/api/chat` and `/api/generate` counts."""
+    prompt = _int(body.get("prompt_eval_count"))
+    completion = _int(body.get("eval_count"))
+    return Usage(prompt, completion, prompt + completion)
