@@ -14,7 +14,11 @@ _OPENAI = {
     for kind in ("requests", "tokens")
 }
 _ANTHROPIC = {
-    kind.replace("-", "_"): tuple(f"anthropic-ratelimit-{kind}-{part}" for part in ("limit", "remaining", "reset"))
+    kind.replace("-", "_"): (
+        f"anthropic-ratelimit-{kind}-limit",
+        f"anthropic-ratelimit-{kind}-remaining",
+        f"anthropic-ratelimit-{kind}-reset",
+    )
     for kind in ("requests", "tokens", "input-tokens", "output-tokens")
 }
 

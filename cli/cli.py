@@ -9,7 +9,9 @@ from importlib import metadata
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmtally", description="LLM usage, cost and audit analytics on OpenTelemetry")
+    parser = argparse.ArgumentParser(
+        prog="llmtally", description="LLM usage, cost and audit analytics on OpenTelemetry"
+    )
     parser.add_argument("--version", action="version", version=f"llmtally {metadata.version('llmtally')}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser(

@@ -58,14 +58,12 @@ def run_demo() -> int:
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    logs = InMemoryLogRecordExporter()
+    logs = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
     logger_provider = LoggerProvider()
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
     metrics = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[metrics])
-    llmtally.instrument(
-        tracer_provider=tracer_provider, meter_provider=meter_provider, logger_provider=logger_provider
-    )
+    llmtally.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider, logger_provider=logger_provider)
     try:
         with FakeProvider() as provider:
             print(f"fake provider on {provider.base_url}; running the example app (OpenAI, Anthropic, Ollama)...")

@@ -1,0 +1,1 @@
+"""Demo helpers: a fake LLM provider for tests, demos and benchmarks."""

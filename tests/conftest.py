@@ -1,0 +1,143 @@
+"""Shared fixtures: a fake provider on 127.0.0.1 and in-memory OpenTelemetry pipelines.
+
+The in-memory providers are also installed as the global ones (once per session), so telemetry that other code
+sends to the globals (such as the Anthropic SDK's own spans) is captured too and can be counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from opentelemetry import _logs, metrics, trace
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Metric
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import llmtally
+from llmtally.demo.fake_provider import FakeProvider
+
+
+@dataclass
+class Captured:
+    """What the instrumentation produced during one test."""
+
+    span_exporter: InMemorySpanExporter
+    log_exporter: InMemoryLogRecordExporter
+    metric_reader: InMemoryMetricReader
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    logger_provider: LoggerProvider
+
+    def spans(self, scope: str | None = "llmtally") -> list[ReadableSpan]:
+        found = self.span_exporter.get_finished_spans()
+        return [
+            s for s in found if scope is None or (s.instrumentation_scope and s.instrumentation_scope.name == scope)
+        ]
+
+    def events(self) -> list[ReadableLogRecord]:
+        return [r for r in self.log_exporter.get_finished_logs() if r.log_record.event_name == "llmtally.completion"]
+
+    def records(self) -> list[dict[str, Any]]:
+        """The audit events' attributes: one dict per recorded LLM request."""
+        return [dict(r.log_record.attributes or {}) for r in self.events()]
+
+    def record(self) -> dict[str, Any]:
+        """The only record; fails when there is not exactly one."""
+        records = self.records()
+        assert len(records) == 1, f"expected exactly one record, got {len(records)}: {records}"
+        return records[0]
+
+    def metrics(self) -> dict[str, Metric]:
+        data = self.metric_reader.get_metrics_data()
+        found: dict[str, Metric] = {}
+        for resource in data.resource_metrics if data else ():
+            for scope in resource.scope_metrics:
+                if scope.scope.name == "llmtally":
+                    for metric in scope.metrics:
+                        found[metric.name] = metric
+        return found
+
+    def metric_sum(self, name: str, match: dict[str, Any] | None = None) -> float:
+        """The sum of counter `name` (or the count of histogram `name`) over series whose attributes match."""
+        metric = self.metrics().get(name)
+        if metric is None:
+            return 0
+        total = 0.0
+        for point in metric.data.data_points:
+            attrs = dict(point.attributes or {})
+            if all(attrs.get(k) == v for k, v in (match or {}).items()):
+                total += point.value if hasattr(point, "value") else point.count
+        return total
+
+    def series(self, name: str) -> list[dict[str, Any]]:
+        """The attribute sets of metric `name`."""
+        metric = self.metrics().get(name)
+        return [dict(p.attributes or {}) for p in metric.data.data_points] if metric else []
+
+
+_SESSION: dict[str, Any] = {}
+
+
+def _session_providers() -> dict[str, Any]:
+    if not _SESSION:
+        spans = InMemorySpanExporter()
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+        logs = InMemoryLogRecordExporter()
+        logger_provider = LoggerProvider()
+        logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+        trace.set_tracer_provider(tracer_provider)
+        _logs.set_logger_provider(logger_provider)
+        _SESSION.update(spans=spans, logs=logs, tracer_provider=tracer_provider, logger_provider=logger_provider)
+    return _SESSION
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Captured]:
+    """llmtally instrumented into fresh in-memory pipelines; uninstrumented afterwards."""
+    session = _session_providers()
+    session["spans"].clear()
+    session["logs"].clear()
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    if not _SESSION.get("meter_set"):
+        metrics.set_meter_provider(meter_provider)
+        _SESSION["meter_set"] = True
+    captured = Captured(
+        session["spans"],
+        session["logs"],
+        reader,
+        session["tracer_provider"],
+        meter_provider,
+        session["logger_provider"],
+    )
+    llmtally.instrument(
+        tracer_provider=captured.tracer_provider,
+        meter_provider=meter_provider,
+        logger_provider=captured.logger_provider,
+    )
+    try:
+        yield captured
+    finally:
+        llmtally.uninstrument()
+        meter_provider.shutdown()
+
+
+@pytest.fixture(scope="session")
+def provider_server() -> Iterator[FakeProvider]:
+    with FakeProvider() as server:
+        yield server
+
+
+@pytest.fixture
+def provider(provider_server: FakeProvider) -> FakeProvider:
+    """The session's fake provider, with scripts and recorded requests cleared."""
+    provider_server.reset()
+    return provider_server
