@@ -8,7 +8,7 @@ from typing import Any
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import Gauge, InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -33,6 +33,9 @@ COLUMNS = (
     ("key", "llmtally.api_key"),
     ("error", "error.type"),
 )
+
+
+_GAUGE_KEYS = ("gen_ai.provider.name", "gen_ai.request.model", "llmtally.ratelimit.kind")
 
 
 def _cell(key: str, value: Any) -> str:
@@ -73,12 +76,20 @@ def run_demo() -> int:
     events = [dict(item.log_record.attributes or {}) for item in logs.get_finished_logs()]
     print(f"\n{len(events)} audit events (llmtally.completion), {len(spans.get_finished_spans())} spans:\n")
     print(table(events))
-    print("\nmetrics (meter llmtally), summed over all series:")
+    print("\nmetrics (meter llmtally), summed over all series (gauges: last values):")
     data = metrics.get_metrics_data()
     for resource in data.resource_metrics if data else ():
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
                 points = list(metric.data.data_points)
+                if isinstance(metric.data, Gauge):
+                    print(f"  {metric.name:<36} {metric.unit:<10} ({len(points)} series), last values:")
+                    for point in points:
+                        attrs = dict(point.attributes or {})
+                        provider, model, kind = (str(attrs.get(k, "-")) for k in _GAUGE_KEYS)
+                        series = f"{provider}/{model} {kind}"
+                        print(f"      {series:<48} {point.value:g}")
+                    continue
                 total = sum(getattr(p, "value", None) or getattr(p, "sum", 0) or 0 for p in points)
                 print(f"  {metric.name:<36} {metric.unit:<10} {total:g}  ({len(points)} series)")
     print("\nNext: point OTLP at `llmtally serve` to price and store these (see README).")
