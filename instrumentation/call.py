@@ -52,6 +52,7 @@ class LLMCall:
         "body_open",
         "ended",
         "error",
+        "error_in_body",
         "events",
         "host",
         "key",
@@ -89,6 +90,7 @@ class LLMCall:
         self.reader: ResponseReader | None = None
         self.status: int | None = None
         self.error: BaseException | None = None
+        self.error_in_body = False
         self.ratelimits: ratelimit.RateLimits | None = None
         self.request_id: str | None = None
         self.key: str | None = None
@@ -118,6 +120,7 @@ class LLMCall:
         self.attempts += 1
         self.status = None
         self.error = None
+        self.error_in_body = False
         self.body_open = False
         reader = ResponseReader(self.route.api, capture=self.rt.settings.capture_content, drop_usage_chunk=inject_usage)
         self.reader = reader
@@ -141,10 +144,11 @@ class LLMCall:
         if reader is not self.reader or not self.body_open:
             return
         self.body_open = False
-        if self.request.stream:
-            self.stream_outcome = outcome
+        if self.request.stream and (self.status is None or self.status < 400):
+            self.stream_outcome = outcome  # an error answer to a streamed request is no stream
         if error is not None:
             self.error = error
+            self.error_in_body = True
         if not self.scope_open:
             self.end()
 
@@ -260,7 +264,7 @@ class LLMCall:
         if self.status is not None and self.status >= 400:
             attrs[semconv.ERROR_TYPE] = errors.from_status(self.status)
         elif self.error is not None:
-            attrs[semconv.ERROR_TYPE] = errors.from_exception(self.error)
+            attrs[semconv.ERROR_TYPE] = errors.from_exception(self.error, in_body=self.error_in_body)
             message = message or f"{type(self.error).__name__}: {self.error}"[:500]
         elif reader is not None and reader.error_type is not None:
             attrs[semconv.ERROR_TYPE] = errors.from_provider(reader.error_type)

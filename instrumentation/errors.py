@@ -32,9 +32,10 @@ def from_status(status: int) -> str:
     return INVALID_REQUEST
 
 
-def from_exception(error: BaseException) -> str:
+def from_exception(error: BaseException, *, in_body: bool = False) -> str:
     """The error type of an exception raised by an SDK or an HTTP client (matched by class names, so no
-    SDK needs to be imported)."""
+    SDK needs to be imported). A broken connection is a `stream_error` once the answer's body was flowing
+    (`in_body`), a `connection_error` before any answer."""
     status = getattr(error, "status_code", None)
     if isinstance(status, int) and status >= 400:
         return from_status(status)
@@ -44,7 +45,7 @@ def from_exception(error: BaseException) -> str:
     if any(n in ("ConnectError", "APIConnectionError", "NetworkError", "ConnectionError") for n in names):
         return CONNECTION_ERROR
     if any(n in ("RemoteProtocolError", "ReadError", "ProtocolError", "StreamError") for n in names):
-        return STREAM_ERROR
+        return STREAM_ERROR if in_body else CONNECTION_ERROR
     return OTHER
 
 
