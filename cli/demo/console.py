@@ -81,16 +81,19 @@ def run_demo() -> int:
     for resource in data.resource_metrics if data else ():
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
-                points = list(metric.data.data_points)
-                if isinstance(metric.data, Gauge):
-                    print(f"  {metric.name:<36} {metric.unit:<10} ({len(points)} series), last values:")
-                    for point in points:
-                        attrs = dict(point.attributes or {})
-                        provider, model, kind = (str(attrs.get(k, "-")) for k in _GAUGE_KEYS)
-                        series = f"{provider}/{model} {kind}"
-                        print(f"      {series:<48} {point.value:g}")
-                    continue
-                total = sum(getattr(p, "value", None) or getattr(p, "sum", 0) or 0 for p in points)
-                print(f"  {metric.name:<36} {metric.unit:<10} {total:g}  ({len(points)} series)")
+                _print_metric(metric.name, metric.unit or "", metric.data)
     print("\nNext: point OTLP at `llmtally serve` to price and store these (see README).")
     return 0
+
+
+def _print_metric(name: str, unit: str, data: Any) -> None:
+    points: list[Any] = list(data.data_points)
+    if isinstance(data, Gauge):
+        print(f"  {name:<36} {unit:<10} ({len(points)} series), last values:")
+        for point in points:
+            attrs = dict(point.attributes or {})
+            provider, model, kind = (str(attrs.get(k, "-")) for k in _GAUGE_KEYS)
+            print(f"      {provider + '/' + model + ' ' + kind:<48} {point.value:g}")
+        return
+    total = sum(getattr(p, "value", None) or getattr(p, "sum", 0) or 0 for p in points)
+    print(f"  {name:<36} {unit:<10} {total:g}  ({len(points)} series)")
