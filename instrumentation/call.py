@@ -23,6 +23,7 @@ from . import attribution, content, errors, ratelimit, semconv
 from .providers import Route
 from .request import RequestInfo
 from .response import ResponseReader
+from .safety import quiet
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -169,6 +170,10 @@ class LLMCall:
         if self.ended:
             return
         self.ended = True
+        with quiet():
+            self._emit()
+
+    def _emit(self) -> None:
         end_ns = time.time_ns()
         attrs, metric_attrs = self._attributes(end_ns)
         span = self.span

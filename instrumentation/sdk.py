@@ -17,10 +17,18 @@ from . import runtime
 from .call import LLMCall
 from .providers import provider_for, route_for
 from .request import read_request
+from .safety import quiet
 from .scope import current_call
 
 
 def _open(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], provider: str) -> LLMCall | None:
+    """The call this SDK request opens, or None for a request that is no LLM call. Never raises."""
+    with quiet():
+        return _open_call(instance, args, kwargs, provider)
+    return None
+
+
+def _open_call(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], provider: str) -> LLMCall | None:
     rt = runtime.get()
     if rt is None or current_call.get() is not None:
         return None

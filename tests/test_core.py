@@ -192,3 +192,25 @@ def test_capture_setting_off_values(value):
 
     assert Settings.from_env({"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": value}).capture_content is False
     assert Settings.from_env({"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true"}).capture_content is True
+
+
+def test_instrumentation_failures_never_break_the_app(telemetry, provider, monkeypatch):
+    from llmtally.instrumentation import response, sdk
+    from llmtally.instrumentation.http import hooks
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("llmtally bug")
+
+    monkeypatch.setattr(response.ResponseReader, "feed", broken)
+    monkeypatch.setattr(response.ResponseReader, "read_body", broken)
+    client = openai_client(provider, max_retries=0)
+    chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello from the fake provider!"
+    answer = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert answer.usage.prompt_tokens == CHAT_USAGE["prompt_tokens"]
+    assert len(telemetry.records()) == 2  # still one record each, without usage
+    monkeypatch.setattr(sdk, "read_request", broken)
+    monkeypatch.setattr(hooks, "read_request", broken)
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).id
+    assert httpx2.post(f"{provider.openai_base_url}/chat/completions", json={"model": "m", "messages": MESSAGES}).json()
+    assert len(telemetry.records()) == 2

@@ -17,6 +17,7 @@ from ..call import LLMCall
 from ..providers import provider_for, route_for
 from ..request import parse_body, read_request
 from ..response import ResponseReader
+from ..safety import quiet as _quiet
 from ..scope import current_call
 from .streams import observed_stream
 
@@ -107,58 +108,84 @@ def _with_usage_option(request: Any) -> Any | None:
     return type(request)(request.method, request.url, headers=headers, content=content, extensions=request.extensions)
 
 
-def _answered(call: LLMCall, reader: ResponseReader, response: Any, streamed: bool) -> None:
-    """Reads what the answer says now; a streamed body is read as the app reads it."""
-    status = response.status_code
-    headers: Mapping[str, str] = response.headers
-    call.attempt_answered(status, headers)
-    if streamed:
-        reader.start_stream(headers.get("content-type", ""), status)
-        call.body_started()
-        response.stream = observed_stream(response.stream, call, reader, status)
-    else:
-        reader.read_body(response.content, status)
+class _Attempt:
+    """One HTTP attempt of a call, between the hook's send and the answer."""
+
+    __slots__ = ("args", "call", "kwargs", "owned", "reader")
+
+    def __init__(
+        self, call: LLMCall, owned: bool, reader: ResponseReader, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self.call, self.owned, self.reader, self.args, self.kwargs = call, owned, reader, args, kwargs
+
+    def failed(self, error: BaseException) -> None:
+        with _quiet():
+            self.call.attempt_failed(error)
+        self._done()
+
+    def answered(self, response: Any) -> None:
+        """Reads what the answer says now; a streamed body is read as the app reads it."""
+        with _quiet():
+            call, reader = self.call, self.reader
+            status = response.status_code
+            headers: Mapping[str, str] = response.headers
+            call.attempt_answered(status, headers)
+            if self.kwargs.get("stream"):
+                reader.start_stream(headers.get("content-type", ""), status)
+                call.body_started()
+                response.stream = observed_stream(response.stream, call, reader, status)
+            else:
+                reader.read_body(response.content, status)
+        self._done()
+
+    def _done(self) -> None:
+        if self.owned:
+            with _quiet():
+                self.call.leave_scope()
+
+
+def _prepare(args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Attempt | None:
+    """The attempt to record for this send, or None to send untouched. Never raises."""
+    with _quiet():
+        request = args[0] if args else kwargs["request"]
+        call, owned = _open(request)
+        if call is None:
+            return None
+        try:
+            sent, reader = _begin(call, request)
+        except Exception:
+            if owned:
+                call.leave_scope()
+            raise
+        if args:
+            args = (sent, *args[1:])
+        else:
+            kwargs = {**kwargs, "request": sent}
+        return _Attempt(call, owned, reader, args, kwargs)
+    return None
 
 
 def _send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    request = args[0] if args else kwargs.get("request")
-    call, owned = _open(request)
-    if call is None:
+    attempt = _prepare(args, kwargs)
+    if attempt is None:
         return wrapped(*args, **kwargs)
     try:
-        sent, reader = _begin(call, request)
-        args = (sent, *args[1:]) if args else args
-        if not args:
-            kwargs["request"] = sent
-        try:
-            response = wrapped(*args, **kwargs)
-        except BaseException as error:
-            call.attempt_failed(error)
-            raise
-        _answered(call, reader, response, bool(kwargs.get("stream")))
-        return response
-    finally:
-        if owned:
-            call.leave_scope()
+        response = wrapped(*attempt.args, **attempt.kwargs)
+    except BaseException as error:
+        attempt.failed(error)
+        raise
+    attempt.answered(response)
+    return response
 
 
 async def _async_send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    request = args[0] if args else kwargs.get("request")
-    call, owned = _open(request)
-    if call is None:
+    attempt = _prepare(args, kwargs)
+    if attempt is None:
         return await wrapped(*args, **kwargs)
     try:
-        sent, reader = _begin(call, request)
-        args = (sent, *args[1:]) if args else args
-        if not args:
-            kwargs["request"] = sent
-        try:
-            response = await wrapped(*args, **kwargs)
-        except BaseException as error:
-            call.attempt_failed(error)
-            raise
-        _answered(call, reader, response, bool(kwargs.get("stream")))
-        return response
-    finally:
-        if owned:
-            call.leave_scope()
+        response = await wrapped(*attempt.args, **attempt.kwargs)
+    except BaseException as error:
+        attempt.failed(error)
+        raise
+    attempt.answered(response)
+    return response

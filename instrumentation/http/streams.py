@@ -8,6 +8,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..safety import log, quiet
+
 if TYPE_CHECKING:
     from ..call import LLMCall
     from ..response import ResponseReader
@@ -22,19 +24,37 @@ class _ObservedStream:
         self._reader = reader
         self._status = status
         self._done = False
+        self._broken = False  # our reading failed: hand every byte on untouched from then on
+
+    def _feed(self, chunk: bytes) -> bytes:
+        if not self._broken:
+            try:
+                return self._reader.feed(chunk, time.time_ns())
+            except Exception:
+                self._broken = True
+                log.debug("llmtally could not read a streamed answer", exc_info=True)
+        return chunk
+
+    def _rest(self) -> bytes:
+        if self._broken:
+            return b""
+        try:
+            return self._reader.end_stream(self._status)
+        except Exception:
+            log.debug("llmtally could not read a streamed answer", exc_info=True)
+            return b""
 
     @property
     def elapsed(self) -> Any:
         return getattr(self._inner, "elapsed", None)
 
     def __iter__(self) -> Iterator[bytes]:
-        reader = self._reader
         try:
             for chunk in self._inner:
-                out = reader.feed(chunk, time.time_ns())
+                out = self._feed(chunk)
                 if out:
                     yield out
-            rest = reader.end_stream(self._status)
+            rest = self._rest()
             if rest:
                 yield rest
         except GeneratorExit:
@@ -46,13 +66,12 @@ class _ObservedStream:
         self._end("read")
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        reader = self._reader
         try:
             async for chunk in self._inner:
-                out = reader.feed(chunk, time.time_ns())
+                out = self._feed(chunk)
                 if out:
                     yield out
-            rest = reader.end_stream(self._status)
+            rest = self._rest()
             if rest:
                 yield rest
         except GeneratorExit:
@@ -79,6 +98,10 @@ class _ObservedStream:
         if self._done:
             return
         self._done = True
+        with quiet():
+            self._end_call(how, error)
+
+    def _end_call(self, how: str, error: BaseException | None) -> None:
         if how == "read" or (how == "closed" and self._reader.saw_end):
             outcome = "completed"
         elif how == "failed":
