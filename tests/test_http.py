@@ -10,7 +10,7 @@ import httpx2
 import openai
 import pytest
 
-from llmtally.demo.fake_provider import CHAT_USAGE, OLLAMA_USAGE
+from llmtally.demo.fake_provider import ANTHROPIC_USAGE, CHAT_USAGE, OLLAMA_USAGE
 from llmtally.instrumentation.providers import provider_for
 
 CHAT = {"model": "llama-3.3-70b", "messages": [{"role": "user", "content": "hi"}]}
@@ -164,3 +164,21 @@ def test_sdk_call_is_one_record_although_the_http_hook_also_sees_it(telemetry, p
 def test_provider_named_from_the_base_url(url, expected):
     parsed = httpx2.URL(url)
     assert provider_for(parsed.host, parsed.port, parsed.path, default=None, overrides={}) == expected
+
+
+def test_anthropic_messages_over_plain_http_sse(telemetry, provider):
+    body = {"model": "claude-haiku-4-5", "max_tokens": 32, "messages": CHAT["messages"], "stream": True}
+    headers = {"x-api-key": "sk-ant-plain-http-secret-000", "anthropic-version": "2023-06-01"}
+    with (
+        httpx2.Client() as http,
+        http.stream("POST", f"{provider.base_url}/v1/messages", json=body, headers=headers) as r,
+    ):
+        text = r.read().decode()
+    assert "message_stop" in text
+    record = telemetry.record()
+    assert record["gen_ai.provider.name"] == "anthropic"
+    assert record["gen_ai.usage.output_tokens"] == ANTHROPIC_USAGE["output_tokens"]
+    assert record["gen_ai.usage.cache_read.input_tokens"] == ANTHROPIC_USAGE["cache_read_input_tokens"]
+    assert record["llmtally.stream.outcome"] == "completed"
+    assert "stream_options" not in json.loads(provider.requests[-1].body)
+    assert record["llmtally.api_key"].startswith("sha256:")

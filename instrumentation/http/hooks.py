@@ -71,7 +71,8 @@ def _open(request: Any) -> tuple[LLMCall | None, bool]:
     if body is None or ("model" not in body and "/deployments/" not in path):
         return None, False
     info = read_request(body, api=route.api, url_path=path, keep_body=rt.settings.capture_content)
-    provider = provider_for(url.host, url.port, path, default=None, overrides=rt.settings.provider_hosts)
+    default = "anthropic" if route.api == "anthropic" else None  # the Messages API shape names its provider
+    provider = provider_for(url.host, url.port, path, default=default, overrides=rt.settings.provider_hosts)
     return LLMCall(rt, route, provider, info, url.host, url.port), True
 
 
