@@ -292,9 +292,8 @@ class LLMCall:
         self, attrs: Mapping[str, Any], metric_attrs: dict[str, AttributeValue], seconds: float
     ) -> None:
         tel = self.rt.telemetry
-        failed = semconv.ERROR_TYPE in metric_attrs
-        tel.requests_total.add(1, metric_attrs)
-        (tel.requests_error if failed else tel.requests_success).add(1, metric_attrs)
+        usage = self.reader.usage if self.reader is not None else None
+        tel.totals.count(metric_attrs, semconv.ERROR_TYPE in metric_attrs, usage)
         tel.duration.record(seconds, metric_attrs)
         ttft = attrs.get(semconv.RESPONSE_TIME_TO_FIRST_CHUNK)
         if ttft is not None:
@@ -304,14 +303,7 @@ class LLMCall:
         if self.port is not None:
             semconv_attrs[semconv.SERVER_PORT] = self.port
         tel.operation_duration.record(seconds, semconv_attrs)
-        usage = self.reader.usage if self.reader is not None else None
         if usage is not None:
-            tel.tokens_prompt.add(usage.input, metric_attrs)
-            tel.tokens_completion.add(usage.output, metric_attrs)
-            tel.tokens_total.add(usage.total, metric_attrs)
-            tel.tokens_cached.add(usage.cache_read, metric_attrs)
-            tel.tokens_cache_write.add(usage.cache_write, metric_attrs)
-            tel.tokens_reasoning.add(usage.reasoning, metric_attrs)
             tel.token_usage.record(usage.input, {**semconv_attrs, semconv.TOKEN_TYPE: "input"})
             tel.token_usage.record(usage.output, {**semconv_attrs, semconv.TOKEN_TYPE: "output"})
         if self.ratelimits:
@@ -321,7 +313,4 @@ class LLMCall:
                     semconv.REQUEST_MODEL: self.request.model,
                     semconv.RATELIMIT_KIND: kind,
                 }
-                if limit is not None:
-                    tel.ratelimit_limit.set(limit, gauge_attrs)
-                if remaining is not None:
-                    tel.ratelimit_remaining.set(remaining, gauge_attrs)
+                tel.totals.rate_limit(gauge_attrs, limit, remaining)

@@ -7,12 +7,13 @@ errors (cheap byte checks decide), unless content capture needs every delta.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from . import usage as usage_mod
 from .usage import Usage
-from .wire import Event, LineSplitter, SSESplitter
+from .wire import Event, LineSplitter, SSESplitter, events
 
 _NULLS = (b'"usage":null', b'"usage": null')
 _RESPONSES_EVENTS = {
@@ -23,6 +24,20 @@ _RESPONSES_EVENTS = {
     b"error",
 }
 _ANTHROPIC_EVENTS = {b"message_start", b"message_delta", b"error"}
+
+
+# What a block of events must contain to be worth parsing, per API (plain `in` searches are the fastest test).
+_OPENAI_MARKERS = (b'"usage":{', b'"usage": {', b'"finish_reason":"', b'"finish_reason": "', b'"error"', b"[DONE]")
+_MARKERS = {
+    "anthropic": (b"message_start", b"message_delta", b"message_stop", b"error"),
+    "openai.responses": (
+        b"response.created",
+        b"response.completed",
+        b"response.failed",
+        b"response.incomplete",
+        b"error",
+    ),
+}
 MAX_ERROR_MESSAGE = 500
 MAX_BUFFERED_BODY = 8 * 1024 * 1024
 
@@ -34,6 +49,7 @@ class ResponseReader:
         "_anthropic_usage",
         "_body",
         "_lines",
+        "_markers",
         "_sse",
         "api",
         "capture",
@@ -63,6 +79,7 @@ class ResponseReader:
         self.first_chunk_ns: int | None = None
         self.saw_end = False
         self._anthropic_usage: dict[str, Any] | None = None
+        self._markers = _MARKERS.get(api, _OPENAI_MARKERS)
         self._sse: SSESplitter | None = None
         self._lines: LineSplitter | None = None
         self._body: list[bytes] | None = None
@@ -123,22 +140,22 @@ class ResponseReader:
         else:
             self._body = []
 
-    @property
-    def filters(self) -> bool:
-        """Whether `feed` may drop bytes the application must not see (the injected usage chunk)."""
-        return self.drop_usage_chunk and self._sse is not None
+    def feed(self, chunk: bytes) -> bytes:
+        """Reads one streamed chunk; returns the bytes to hand on (all, unless the injected usage chunk is hidden).
 
-    def feed(self, chunk: bytes, now_ns: int) -> bytes:
-        """Reads one streamed chunk; returns the bytes to hand on (all of them unless `filters`)."""
-        if self.first_chunk_ns is None and chunk:
-            self.first_chunk_ns = now_ns
-        if self._sse is not None:
-            events = self._sse.feed(chunk)
-            if not self.filters:
-                for event in events:
-                    self._event(event)
-                return chunk
-            return b"".join(event.raw for event in events if self._event(event))
+        The hot path of a stream: most chunks carry only content deltas, which a few byte searches tell, and
+        such a chunk is not parsed.
+        """
+        if self.first_chunk_ns is None:
+            self.first_chunk_ns = time.time_ns()
+        sse = self._sse
+        if sse is not None:
+            block = sse.feed(chunk)
+            if block and (self.capture or self.response_id is None or self._marked(block)):
+                kept = [event.raw for event in events(block) if self._event(event)]
+                if self.drop_usage_chunk:
+                    return b"".join(kept)
+            return block if self.drop_usage_chunk else chunk
         if self._lines is not None:
             for line in self._lines.feed(chunk):
                 self._line(line)
@@ -148,20 +165,23 @@ class ResponseReader:
                 self._body = None  # too large to read; usage is then reported as missing
         return chunk
 
+    def _marked(self, block: bytes) -> bool:
+        return any(marker in block for marker in self._markers)
+
     def end_stream(self, status: int) -> bytes:
         """The body has ended: reads what was held back; returns held-back bytes still to hand on."""
         rest = b""
         if self._sse is not None:
-            for event in self._sse.flush():
-                if self._event(event):
-                    rest += event.raw
+            tail = self._sse.flush()
+            kept = [event.raw for event in events(tail) if self._event(event)]
+            rest = b"".join(kept) if self.drop_usage_chunk else b""
         elif self._lines is not None:
-            for line in self._lines.flush():
+            for line in self._lines.feed(b"\n"):
                 self._line(line)
         elif self._body is not None:
             self.read_body(b"".join(self._body), status)
             self._body = None
-        return rest if self.filters else b""
+        return rest
 
     def _event(self, event: Event) -> bool:
         """Reads one event; returns False for an event to hide from the application."""

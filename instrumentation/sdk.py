@@ -37,14 +37,27 @@ def _open_call(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], pro
     body = getattr(options, "json_data", None)
     if not isinstance(url, str) or not isinstance(body, Mapping):
         return None
-    base = instance.base_url
-    path = url if url.startswith("http") else base.path.rstrip("/") + "/" + url.lstrip("/")
+    host, port, base_path = _url_parts(instance.base_url)
+    path = url if url.startswith("http") else base_path + "/" + url.lstrip("/")
     route = route_for(path.split("?", 1)[0])
     if route is None or ("model" not in body and "/deployments/" not in path):
         return None
     info = read_request(body, api=route.api, url_path=path, keep_body=rt.settings.capture_content)
-    name = provider_for(base.host, base.port, path, default=provider, overrides=rt.settings.provider_hosts)
-    return LLMCall(rt, route, name, info, base.host, base.port)
+    name = provider_for(host, port, path, default=provider, overrides=rt.settings.provider_hosts)
+    return LLMCall(rt, route, name, info, host, port)
+
+
+_parts: dict[int, tuple[Any, str, int | None, str]] = {}
+
+
+def _url_parts(base: Any) -> tuple[str, int | None, str]:
+    """Host, port and path of a client's base URL, computed once per URL object."""
+    found = _parts.get(id(base))
+    if found is None or found[0] is not base:
+        if len(_parts) > 256:
+            _parts.clear()
+        found = _parts[id(base)] = (base, base.host, base.port, base.path.rstrip("/"))
+    return found[1], found[2], found[3]
 
 
 def request_wrappers(provider: str) -> tuple[Any, Any]:

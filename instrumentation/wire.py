@@ -14,32 +14,34 @@ class Event(NamedTuple):
 
 
 class SSESplitter:
-    """Cuts a byte stream into complete events; bytes of an unfinished event wait for the next chunk."""
+    """Cuts a byte stream at event boundaries; bytes of an unfinished event wait for the next chunk."""
 
     __slots__ = ("_buffer",)
 
     def __init__(self) -> None:
         self._buffer = b""
 
-    def feed(self, chunk: bytes) -> list[Event]:
+    def feed(self, chunk: bytes) -> bytes:
+        """The complete events received so far and not yet returned, as one block of raw bytes."""
         buffer = self._buffer + chunk if self._buffer else chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
-        events: list[Event] = []
-        start = 0
-        while True:
-            end = buffer.find(b"\n\n", start)
-            if end < 0:
-                break
-            events.append(_parse(buffer[start : end + 2]))
-            start = end + 2
-        self._buffer = buffer[start:]
-        return events
+        end = buffer.rfind(b"\n\n")
+        if end < 0:
+            self._buffer = buffer
+            return b""
+        self._buffer = buffer[end + 2 :]
+        return buffer[: end + 2]
 
-    def flush(self) -> list[Event]:
-        """The last event of a body that ended without a blank line."""
+    def flush(self) -> bytes:
+        """What is left of a body that ended without a blank line."""
         rest, self._buffer = self._buffer, b""
-        return [_parse(rest)] if rest.strip() else []
+        return rest if rest.strip() else b""
+
+
+def events(block: bytes) -> list[Event]:
+    """The events of a block of complete events."""
+    return [_parse(raw + b"\n\n") for raw in block.split(b"\n\n") if raw.strip()]
 
 
 def _parse(raw: bytes) -> Event:
@@ -65,7 +67,3 @@ class LineSplitter:
         buffer = self._buffer + chunk if self._buffer else chunk
         *lines, self._buffer = buffer.split(b"\n")
         return [line for line in lines if line.strip()]
-
-    def flush(self) -> list[bytes]:
-        rest, self._buffer = self._buffer, b""
-        return [rest] if rest.strip() else []

@@ -93,7 +93,7 @@ def _begin(call: LLMCall, request: Any) -> tuple[Any, ResponseReader]:
 
 
 def _with_usage_option(request: Any) -> Any | None:
-    """A copy of `request` whose JSON body also asks for `stream_options.include_usage`."""
+    """`request` with its JSON body also asking for `stream_options.include_usage` (None if it cannot be)."""
     try:
         body = request.content.rstrip()
     except Exception:
@@ -103,6 +103,13 @@ def _with_usage_option(request: Any) -> Any | None:
     head = body[:-1].rstrip()
     sep = b"" if head.endswith(b"{") else b","
     content = head + sep + b'"stream_options":{"include_usage":true}}'
+    stream_type = type(request.stream)
+    if hasattr(request, "_content") and getattr(stream_type, "__name__", "") == "ByteStream":
+        # In place, as the library itself does when it reads a body: the SDK keeps this request object.
+        request._content = content
+        request.stream = stream_type(content)
+        request.headers["content-length"] = str(len(content))
+        return request
     headers = request.headers.copy()
     if "content-length" in headers:
         del headers["content-length"]

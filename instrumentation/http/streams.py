@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,7 @@ class _ObservedStream:
     def _feed(self, chunk: bytes) -> bytes:
         if not self._broken:
             try:
-                return self._reader.feed(chunk, time.time_ns())
+                return self._reader.feed(chunk)
             except Exception:
                 self._broken = True
                 log.debug("llmtally could not read a streamed answer", exc_info=True)
@@ -49,11 +48,17 @@ class _ObservedStream:
         return getattr(self._inner, "elapsed", None)
 
     def __iter__(self) -> Iterator[bytes]:
+        feed = self._reader.feed
         try:
             for chunk in self._inner:
-                out = self._feed(chunk)
-                if out:
-                    yield out
+                if not self._broken:
+                    try:
+                        chunk = feed(chunk)
+                    except Exception:
+                        self._broken = True
+                        log.debug("llmtally could not read a streamed answer", exc_info=True)
+                if chunk:
+                    yield chunk
             rest = self._rest()
             if rest:
                 yield rest
