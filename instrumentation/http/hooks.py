@@ -136,7 +136,7 @@ class _Attempt:
         with _quiet():
             call, reader = self.call, self.reader
             status = response.status_code
-            headers: Mapping[str, str] = response.headers
+            headers: Mapping[str, str] = dict(response.headers.items())  # lower-case keys; O(1) look-ups
             call.attempt_answered(status, headers)
             if self.kwargs.get("stream"):
                 reader.start_stream(headers.get("content-type", ""), status)
