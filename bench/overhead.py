@@ -1,0 +1,475 @@
+"""Per-call overhead of LLM instrumentations on the real openai SDK, over real HTTP to the fake provider.
+
+``python bench/overhead.py [--quick]`` starts the fake provider in its own process, then runs every variant
+(``none``, ``llmtally``, ``otel-genai-openai``, ``openllmetry``) in a fresh subprocess, interleaved over several
+rounds, and reports median/p90 per-call wall and client-CPU time, the overhead over ``none`` and the ratio of
+llmtally's overhead to each peer's. Markdown goes to stdout, JSON to ``bench/results/overhead.json``.
+``--profile VARIANT`` instead prints a cProfile of that variant's measured calls (top functions by tottime).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import json
+import os
+import platform
+import pstats
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS = BENCH_DIR / "results" / "overhead.json"
+VARIANTS = ("none", "llmtally", "otel-genai-openai", "openllmetry")
+EXTRA_VARIANTS = ("llmtally-no-stream-usage",)  # opt-in (--variants): llmtally without include_usage on streams
+PEERS = ("otel-genai-openai", "openllmetry")
+SCENARIOS = ("non-stream", "stream")
+STREAM_CHUNKS = 50
+MODEL = "gpt-4o-mini"
+MESSAGES = [{"role": "user", "content": "Say hello."}]
+PEER_PACKAGES = {
+    "otel-genai-openai": "opentelemetry-instrumentation-genai-openai",
+    "openllmetry": "opentelemetry-instrumentation-openai",
+}
+
+_USAGE_KEY = "input_tokens"  # gen_ai.usage.input_tokens: a span that carries token usage
+
+
+# --- worker: one variant in one fresh process ------------------------------------------------------------
+
+
+class _Pipeline:
+    """The same OTel SDK pipeline for every variant: batch processors into counting, dropping exporters."""
+
+    def __init__(self) -> None:
+        from opentelemetry import _logs, metrics, trace
+        from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+        pipeline = self
+        self.spans = 0
+        self.spans_with_usage = 0
+        self.logs = 0
+        self.span_names: dict[str, int] = {}
+        self.log_events: dict[str, int] = {}
+
+        class SpanCounter(SpanExporter):
+            def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+                pipeline.spans += len(spans)
+                for span in spans:
+                    pipeline.span_names[span.name] = pipeline.span_names.get(span.name, 0) + 1
+                    if any(_USAGE_KEY in key for key in span.attributes or ()):
+                        pipeline.spans_with_usage += 1
+                return SpanExportResult.SUCCESS
+
+        class LogCounter(LogRecordExporter):
+            def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+                pipeline.logs += len(batch)
+                for record in batch:
+                    name = str(getattr(record.log_record, "event_name", None) or "-")
+                    pipeline.log_events[name] = pipeline.log_events.get(name, 0) + 1
+                return LogRecordExportResult.SUCCESS
+
+            def force_flush(self, timeout_millis: int = 30000) -> bool:
+                return True
+
+            def shutdown(self) -> None:
+                """Nothing to release."""
+
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(BatchSpanProcessor(SpanCounter()))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+        self.logger_provider = LoggerProvider()
+        self.logger_provider.add_log_record_processor(BatchLogRecordProcessor(LogCounter()))
+        trace.set_tracer_provider(self.tracer_provider)
+        metrics.set_meter_provider(self.meter_provider)
+        _logs.set_logger_provider(self.logger_provider)
+
+    def providers(self) -> dict[str, Any]:
+        """Keyword arguments handing the providers to an instrumentor explicitly."""
+        return {
+            "tracer_provider": self.tracer_provider,
+            "meter_provider": self.meter_provider,
+            "logger_provider": self.logger_provider,
+        }
+
+    def finish(self) -> dict[str, Any]:
+        """Flush spans and logs, collect the metrics once, and count what was produced."""
+        self.tracer_provider.force_flush()
+        self.logger_provider.force_flush()
+        data = self.reader.get_metrics_data()
+        points: dict[str, int] = {}
+        for rm in data.resource_metrics if data else []:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    points[metric.name] = points.get(metric.name, 0) + len(list(metric.data.data_points))
+        self.tracer_provider.shutdown()
+        self.logger_provider.shutdown()
+        return {
+            "spans": self.spans,
+            "spans_with_usage": self.spans_with_usage,
+            "span_names": self.span_names,
+            "logs": self.logs,
+            "log_events": self.log_events,
+            "metric_points": points,
+        }
+
+
+def _instrument(variant: str, pipeline: _Pipeline) -> dict[str, Any]:
+    """Turn on one variant's instrumentation; returns how it went (dependency check, skip_dep_check...)."""
+    info: dict[str, Any] = {"variant": variant}
+    if variant == "none":
+        return info
+    from importlib.metadata import version
+
+    if variant.startswith("llmtally"):
+        import llmtally
+
+        llmtally.instrument(**pipeline.providers(), stream_usage=variant == "llmtally")
+        info["package"] = f"llmtally=={version('llmtally')}"
+        return info
+    instrumentor: Any
+    if variant == "otel-genai-openai":
+        from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor as GenAIInstrumentor
+
+        instrumentor = GenAIInstrumentor()
+    elif variant == "openllmetry":
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor as TraceloopInstrumentor
+
+        instrumentor = TraceloopInstrumentor()
+    else:
+        raise SystemExit(f"unknown variant {variant!r}")
+    info["package"] = f"{PEER_PACKAGES[variant]}=={version(PEER_PACKAGES[variant])}"
+    info["instruments"] = list(instrumentor.instrumentation_dependencies())
+    instrumentor.instrument(**pipeline.providers())
+    info["dep_check"] = "passed" if instrumentor.is_instrumented_by_opentelemetry else "refused"
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument(skip_dep_check=True, **pipeline.providers())
+        info["skip_dep_check"] = bool(instrumentor.is_instrumented_by_opentelemetry)
+    return info
+
+
+def _calls(client: Any) -> dict[str, Callable[[], None]]:
+    """One zero-argument callable per scenario; the stream one consumes the whole stream."""
+
+    def non_stream() -> None:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+    def stream() -> None:
+        for _ in client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, extra_headers={"x-fake-chunks": str(STREAM_CHUNKS)}
+        ):
+            pass
+
+    return {"non-stream": non_stream, "stream": stream}
+
+
+def _measure(call: Callable[[], None], n: int) -> dict[str, Any]:
+    """``n`` calls: per-call wall and calling-thread CPU ns, plus whole-process CPU per call (all threads)."""
+    wall: list[int] = []
+    cpu: list[int] = []
+    perf, thread_cpu = time.perf_counter_ns, time.thread_time_ns
+    proc0 = time.process_time_ns()
+    for _ in range(n):
+        w0, c0 = perf(), thread_cpu()
+        call()
+        c1, w1 = thread_cpu(), perf()
+        wall.append(w1 - w0)
+        cpu.append(c1 - c0)
+    return {"wall": wall, "cpu": cpu, "process_cpu_per_call": (time.process_time_ns() - proc0) / n}
+
+
+def _profile_text(profiler: cProfile.Profile, top: int) -> str:
+    """Top functions by tottime, overall and restricted to instrumentation code (OTel, wrapt, llmtally)."""
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text).strip_dirs().sort_stats("tottime")
+    text.write("--- all code ---\n")
+    stats.print_stats(top)
+    stats = pstats.Stats(profiler, stream=text).sort_stats("tottime")
+    text.write("--- instrumentation code only (paths matching opentelemetry|instrumentation|wrapt|llmtally) ---\n")
+    stats.print_stats(r"opentelemetry|instrumentation|wrapt|llmtally", top)
+    text.write("--- instrumentation code only, by cumtime (includes the wrapped SDK call for the outer wrappers) ---\n")
+    stats.sort_stats("cumtime").print_stats(r"opentelemetry|instrumentation|wrapt|llmtally", top)
+    return text.getvalue()
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Runs in a fresh subprocess: set up the pipeline, instrument, warm up, measure, write JSON."""
+    import openai
+
+    pipeline = _Pipeline()
+    info = _instrument(args.worker, pipeline)
+    client = openai.OpenAI(base_url=args.base_url, api_key="sk-fake", max_retries=0)
+    calls = _calls(client)
+    counts = {"non-stream": args.n, "stream": args.n_stream}
+    out: dict[str, Any] = {"info": info, "scenarios": {}}
+    profiles: dict[str, str] = {}
+    for scenario in SCENARIOS:
+        for _ in range(args.warmup):
+            calls[scenario]()
+        gc.collect()
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler:
+            profiler.enable()
+        out["scenarios"][scenario] = _measure(calls[scenario], counts[scenario])
+        if profiler:
+            profiler.disable()
+            profiles[scenario] = _profile_text(profiler, args.profile_top)
+    client.close()
+    out["telemetry"] = pipeline.finish()
+    out["telemetry"]["calls"] = 2 * args.warmup + args.n + args.n_stream
+    if profiles:
+        out["profile"] = "\n".join(f"===== {args.profile}: {k} =====\n{v}" for k, v in profiles.items())
+    Path(args.out).write_text(json.dumps(out))
+
+
+# --- driver ----------------------------------------------------------------------------------------------
+
+
+def _start_provider() -> tuple[subprocess.Popen[str], str]:
+    """The fake provider in its own process; returns it and the OpenAI base URL it printed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmtally.demo.fake_provider", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=BENCH_DIR,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("http"):
+        proc.kill()
+        raise SystemExit(f"fake provider did not start (printed {line!r})")
+    return proc, line.rstrip("/") + "/v1"
+
+
+def _stop_provider(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _run_worker(variant: str, base_url: str, args: argparse.Namespace, profile: bool = False) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+        out = tmp.name
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        variant,
+        "--base-url",
+        base_url,
+        "--out",
+        out,
+        "--warmup",
+        str(args.warmup),
+        "--n",
+        str(args.n),
+        "--n-stream",
+        str(args.n_stream),
+    ]
+    if profile:
+        cmd += ["--profile", variant, "--profile-top", str(args.profile_top)]
+    env = os.environ | {"PYTHONHASHSEED": "0"}
+    try:
+        subprocess.run(cmd, check=True, env=env)
+        result: dict[str, Any] = json.loads(Path(out).read_text())
+    finally:
+        Path(out).unlink(missing_ok=True)
+    return result
+
+
+def _quantile(values: list[int], q: float) -> float:
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+
+def _summary(values: list[int]) -> dict[str, float]:
+    return {"median_us": statistics.median(values) / 1000, "p90_us": _quantile(values, 0.9) / 1000}
+
+
+def aggregate(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Pool the rounds per variant and scenario; overhead = median(variant) - median(none)."""
+    report: dict[str, Any] = {}
+    for scenario in SCENARIOS:
+        rows: dict[str, Any] = {}
+        for variant, results in runs.items():
+            row: dict[str, Any] = {}
+            for metric in ("wall", "cpu"):
+                pooled = [v for r in results for v in r["scenarios"][scenario][metric]]
+                row[metric] = _summary(pooled)
+                row[metric]["round_medians_us"] = [
+                    statistics.median(r["scenarios"][scenario][metric]) / 1000 for r in results
+                ]
+            row["process_cpu_per_call_us"] = statistics.median(
+                r["scenarios"][scenario]["process_cpu_per_call"] / 1000 for r in results
+            )
+            rows[variant] = row
+        base = rows["none"]
+        for row in rows.values():
+            for metric in ("wall", "cpu"):
+                row[metric]["overhead_us"] = row[metric]["median_us"] - base[metric]["median_us"]
+            row["process_cpu_overhead_us"] = row["process_cpu_per_call_us"] - base["process_cpu_per_call_us"]
+        if "llmtally" in rows:
+            mine = rows["llmtally"]
+            for peer in PEERS:
+                if peer not in rows:
+                    continue
+                rows[peer]["llmtally_ratio"] = {
+                    metric: _ratio(mine[metric]["overhead_us"], rows[peer][metric]["overhead_us"])
+                    for metric in ("wall", "cpu")
+                } | {"process_cpu": _ratio(mine["process_cpu_overhead_us"], rows[peer]["process_cpu_overhead_us"])}
+        report[scenario] = rows
+    return report
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b > 0 else None
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def markdown(report: dict[str, Any], telemetry: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
+    """The results as Markdown: one table per scenario, then what each variant produced."""
+    lines = [
+        f"Per-call latency, {meta['rounds']} interleaved rounds x {meta['n']} non-stream / {meta['n_stream']} "
+        f"stream ({STREAM_CHUNKS} chunks) calls per variant, {meta['warmup']} warm-up calls per scenario. "
+        "Overhead = median(variant) - median(none); ratio = llmtally overhead / peer overhead "
+        "(< 1 means llmtally is cheaper). Client CPU = calling thread; proc CPU = whole client process "
+        "(incl. export threads) per call.",
+        "",
+    ]
+    for scenario, rows in report.items():
+        lines += [
+            f"### {scenario}",
+            "",
+            "| variant | wall median (us) | wall p90 (us) | wall overhead (us) | CPU median (us) | CPU p90 (us) "
+            "| CPU overhead (us) | proc CPU overhead (us) | llmtally/peer (wall, CPU) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for variant, row in rows.items():
+            ratio = row.get("llmtally_ratio")
+            ratio_text = f"{_fmt_ratio(ratio['wall'])}, {_fmt_ratio(ratio['cpu'])}" if ratio else ""
+            lines.append(
+                f"| {variant} | {row['wall']['median_us']:.1f} | {row['wall']['p90_us']:.1f} "
+                f"| {row['wall']['overhead_us']:+.1f} | {row['cpu']['median_us']:.1f} | {row['cpu']['p90_us']:.1f} "
+                f"| {row['cpu']['overhead_us']:+.1f} | {row['process_cpu_overhead_us']:+.1f} | {ratio_text} |"
+            )
+        lines.append("")
+    lines += [
+        "### telemetry produced (last round)",
+        "",
+        "| variant | package | dependency check | calls | spans | spans with token usage | log records "
+        "| metric points | span names |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for variant, tel in telemetry.items():
+        info = meta["instrumentation"][variant]
+        dep = info.get("dep_check", "-")
+        if "skip_dep_check" in info:
+            dep += f"; skip_dep_check={'worked' if info['skip_dep_check'] else 'still not instrumented'}"
+        names = ", ".join(f"{k} x{v}" for k, v in sorted(tel["span_names"].items())) or "-"
+        lines.append(
+            f"| {variant} | {info.get('package', '-')} | {dep} | {tel['calls']} | {tel['spans']} "
+            f"| {tel['spans_with_usage']} | {tel['logs']} "
+            f"| {sum(tel['metric_points'].values())} | {names} |"
+        )
+    return "\n".join(lines)
+
+
+def driver(args: argparse.Namespace) -> None:
+    """Start the provider, run the variants interleaved over the rounds, report."""
+    variants = [v for v in VARIANTS + EXTRA_VARIANTS if v in args.variants]
+    if "none" not in variants:
+        variants.insert(0, "none")
+    proc, base_url = _start_provider()
+    started = time.monotonic()
+    try:
+        if args.profile:
+            result = _run_worker(args.profile, base_url, args, profile=True)
+            print(result["profile"])
+            return
+        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+        for rnd in range(args.rounds):
+            order = variants[rnd % len(variants) :] + variants[: rnd % len(variants)]
+            for variant in order:
+                t0 = time.monotonic()
+                result = _run_worker(variant, base_url, args)
+                runs[variant].append(result)
+                tel = result["telemetry"]
+                print(
+                    f"round {rnd + 1}/{args.rounds} {variant:<18} {time.monotonic() - t0:5.1f}s "
+                    f"spans={tel['spans']} logs={tel['logs']} metric_points={sum(tel['metric_points'].values())} "
+                    f"calls={tel['calls']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        _stop_provider(proc)
+    report = aggregate(runs)
+    telemetry = {v: runs[v][-1]["telemetry"] for v in variants}
+    meta = {
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "n": args.n,
+        "n_stream": args.n_stream,
+        "stream_chunks": STREAM_CHUNKS,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    meta["instrumentation"] = {v: runs[v][-1]["info"] for v in variants}
+    text = markdown(report, telemetry, meta)
+    print(text)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"meta": meta, "results": report, "telemetry": telemetry}, indent=2) + "\n")
+    print(f"\nJSON written to {RESULTS} ({meta['elapsed_s']}s)", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: the driver by default, ``--worker VARIANT`` inside each subprocess."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    all_variants = VARIANTS + EXTRA_VARIANTS
+    parser.add_argument("--quick", action="store_true", help="short run (200/100 calls, 50 warm-up)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of all variants")
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up calls per scenario (default 200)")
+    parser.add_argument("--n", type=int, default=None, help="measured non-stream calls per round (default 2000)")
+    parser.add_argument("--n-stream", type=int, default=None, help="measured stream calls per round (default 800)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=all_variants)
+    parser.add_argument("--profile", choices=all_variants, help="cProfile this variant's measured calls instead")
+    parser.add_argument("--profile-top", type=int, default=15)
+    parser.add_argument("--worker", choices=all_variants, help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.warmup = args.warmup if args.warmup is not None else (50 if quick else 200)
+    args.n = args.n if args.n is not None else (200 if quick else 2000)
+    args.n_stream = args.n_stream if args.n_stream is not None else (100 if quick else 800)
+    if args.worker:
+        worker(args)
+    else:
+        driver(args)
+
+
+if __name__ == "__main__":
+    main()
