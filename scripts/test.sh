@@ -4,14 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests start themselves (none yet for the instrumentation; the receiver's tests add
-# prometheus, prometheus-alertmanager and postgresql here).
-DEBIAN_PACKAGES=()
+# Debian packages the tests use: PostgreSQL (started by the tests on loopback with a throwaway data directory)
+# and Prometheus (promtool checks the receiver's /metrics).
+DEBIAN_PACKAGES=(postgresql prometheus)
 if [ ${#DEBIAN_PACKAGES[@]} -gt 0 ]; then
   missing=()
   for p in "${DEBIAN_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
-    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q "${missing[@]}"
   fi
 fi
 

@@ -1,0 +1,117 @@
+"""`llmtally.yaml`, the environment and command-line flags -> one `Config` (flags win, then the environment)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_FILE = "llmtally.yaml"
+DEFAULT_STORE = "sqlite:///llmtally.db"
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Config:
+    store: str = DEFAULT_STORE
+    otlp_grpc: str = "127.0.0.1:4317"
+    http: str = "127.0.0.1:4318"
+    queue_records: int = 100_000
+    ack_timeout_seconds: float = 30.0
+    retry_after_seconds: float = 5.0
+    max_request_bytes: int = 32 * 1024 * 1024
+    max_series: int = 10_000
+    pricing: Mapping[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+
+# yaml section -> {key: (Config field, type)}
+_SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
+    "receiver": {
+        "otlp_grpc": ("otlp_grpc", str),
+        "http": ("http", str),
+        "queue_records": ("queue_records", int),
+        "ack_timeout_seconds": ("ack_timeout_seconds", float),
+        "retry_after_seconds": ("retry_after_seconds", float),
+        "max_request_bytes": ("max_request_bytes", int),
+    },
+    "metrics": {"max_series": ("max_series", int)},
+}
+_TOP = {"store", "receiver", "metrics", "pricing"}
+
+
+def load(path: str | None = None, *, env: Mapping[str, str] | None = None, **flags: str | None) -> Config:
+    """The configuration: `path` (or `$LLMTALLY_CONFIG`, or ./llmtally.yaml if present), then `LLMTALLY_STORE`,
+    then `flags` (store, otlp_grpc, http) that are not None."""
+    env = os.environ if env is None else env
+    path = path or env.get("LLMTALLY_CONFIG") or (DEFAULT_FILE if Path(DEFAULT_FILE).is_file() else None)
+    values: dict[str, Any] = {}
+    if path:
+        values.update(_read(path))
+        values["path"] = path
+    if env.get("LLMTALLY_STORE"):
+        values["store"] = env["LLMTALLY_STORE"]
+    values.update({k: v for k, v in flags.items() if v is not None})
+    config = Config(**values)
+    for name in ("otlp_grpc", "http"):
+        split_address(getattr(config, name), name)
+    return config
+
+
+def _read(path: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error}") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    unknown = set(data) - _TOP
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_TOP))})")
+    values: dict[str, Any] = {}
+    if "store" in data:
+        values["store"] = _typed(data["store"], str, "store")
+    for section, keys in _SECTIONS.items():
+        given = data.get(section) or {}
+        if not isinstance(given, dict):
+            raise ConfigError(f"{path}: {section} must be a mapping")
+        for key, item in given.items():
+            if key not in keys:
+                raise ConfigError(f"{path}: unknown key {section}.{key} (known: {', '.join(sorted(keys))})")
+            name, kind = keys[key]
+            values[name] = _typed(item, kind, f"{section}.{key}")
+    pricing = data.get("pricing") or {}
+    if not isinstance(pricing, dict):
+        raise ConfigError(f"{path}: pricing must be a mapping")
+    values["pricing"] = pricing
+    return values
+
+
+_KINDS = {int: "an integer", float: "a number", str: "a string"}
+
+
+def _typed(item: Any, kind: type, key: str) -> Any:
+    if kind is float and isinstance(item, int) and not isinstance(item, bool):
+        return float(item)
+    if not isinstance(item, kind) or isinstance(item, bool):
+        raise ConfigError(f"{key} must be {_KINDS[kind]}, not {item!r}")
+    if isinstance(item, (int, float)) and item < 0:
+        raise ConfigError(f"{key} must not be negative")
+    return item
+
+
+def split_address(address: str, key: str = "address") -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:port`) -> (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"{key} must be HOST:PORT, not {address!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)

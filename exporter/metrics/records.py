@@ -1,0 +1,197 @@
+"""The `completion_*` Prometheus families, derived from stored records.
+
+A collector: each stored record updates per-label-set sums here (one dict update, not one client call per
+family), and a scrape turns them into metric families. Users and API keys are never labels; past `max_series`
+label sets, new ones are folded into `_other` so that a flood of distinct values cannot grow the series count.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from ..normalise import Record
+from .histogram import Histogram
+
+LABELS = ("provider", "operation", "model", "response_model", "feature", "department", "environment")
+SEMCONV_LABELS = ("provider", "operation", "model", "response_model")
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+OTHER = "_other"
+
+# Counter families over LABELS: (name without _total, help, slot in the per-series sums).
+COUNTERS = (
+    ("completion_requests", "LLM requests"),
+    ("completion_requests_success", "Successful LLM requests"),
+    ("completion_tokens_prompt", "Input tokens, cache reads and writes included"),
+    ("completion_tokens_completion", "Output tokens, reasoning included"),
+    ("completion_tokens", "Input plus output tokens"),
+    ("completion_tokens_cached", "Input tokens read from cache"),
+    ("completion_tokens_cache_write", "Input tokens written to cache"),
+    ("completion_tokens_reasoning", "Reasoning output tokens"),
+    ("completion_unpriced_requests", "Requests whose model has no known price"),
+)
+_NANO = 1e-9
+
+
+class _Series:
+    __slots__ = ("customer_nusd", "duration", "provider_nusd", "sums", "ttft")
+
+    def __init__(self) -> None:
+        self.sums: list[int] = [0] * len(COUNTERS)
+        self.customer_nusd = 0
+        self.provider_nusd = 0
+        self.duration = Histogram(DURATION_BUCKETS)
+        self.ttft = Histogram(TTFT_BUCKETS)
+
+
+class RecordMetrics(Collector):
+    """Prometheus families that stored records add up to."""
+
+    def __init__(self, max_series: int = 10_000) -> None:
+        self.max_series = max_series
+        self._lock = threading.Lock()
+        self._series: dict[tuple[str, ...], _Series] = {}
+        self._errors: dict[tuple[str, ...], int] = {}
+        self._op_duration: dict[tuple[str, ...], Histogram] = {}
+        self._token_usage: dict[tuple[str, ...], Histogram] = {}
+        self._ratelimits: dict[tuple[str, str, str], list[float | None]] = {}
+
+    def observe(self, records: Iterable[Record]) -> None:
+        """Adds newly stored records."""
+        with self._lock:
+            for record in records:
+                self._add(record)
+
+    def _key(self, record: Record) -> tuple[str, ...]:
+        key = (
+            record.provider,
+            record.operation,
+            record.request_model,
+            record.response_model,
+            record.feature or "",
+            record.department or "",
+            record.environment or "",
+        )
+        if key not in self._series and len(self._series) >= self.max_series:
+            key = (record.provider, record.operation, OTHER, OTHER, OTHER, OTHER, OTHER)
+        return key
+
+    def _add(self, record: Record) -> None:
+        key = self._key(record)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series()
+        sums = series.sums
+        sums[0] += 1
+        failed = record.status != "success"
+        if not failed:
+            sums[1] += 1
+        else:
+            error_key = (*key, record.error_type or "_OTHER")
+            self._errors[error_key] = self._errors.get(error_key, 0) + 1
+        sums[2] += record.input_tokens
+        sums[3] += record.output_tokens
+        sums[4] += record.total_tokens
+        sums[5] += record.cached_tokens
+        sums[6] += record.cache_write_tokens
+        sums[7] += record.reasoning_tokens
+        if not record.priced:
+            sums[8] += 1
+        series.provider_nusd += record.provider_cost_nusd or 0
+        series.customer_nusd += record.customer_cost_nusd or 0
+        series.duration.observe(record.duration_s)
+        if record.ttft_s is not None:
+            series.ttft.observe(record.ttft_s)
+        semconv_key = (*key[:4], record.error_type or "") if len(self._op_duration) < self.max_series else key[:2]
+        histogram = self._op_duration.get(semconv_key)
+        if histogram is None:
+            histogram = self._op_duration[semconv_key] = Histogram(DURATION_BUCKETS)
+        histogram.observe(record.duration_s)
+        if record.usage_source != "none":
+            for token_type, value in (("input", record.input_tokens), ("output", record.output_tokens)):
+                token_key = (*key[:4], token_type)
+                tokens = self._token_usage.get(token_key)
+                if tokens is None:
+                    tokens = self._token_usage[token_key] = Histogram(TOKEN_BUCKETS)
+                tokens.observe(value)
+        for name, level in record.ratelimits.items():
+            kind, _, which = name.rpartition(".")
+            if which in ("limit", "remaining") and len(self._ratelimits) < self.max_series:
+                slot = self._ratelimits.setdefault((record.provider, record.request_model, kind), [None, None])
+                slot[0 if which == "limit" else 1] = level
+
+    def series_count(self) -> int:
+        with self._lock:
+            return len(self._series)
+
+    def collect(self) -> Iterator[Any]:
+        with self._lock:
+            series = list(self._series.items())
+            errors = list(self._errors.items())
+            op_duration = list(self._op_duration.items())
+            token_usage = list(self._token_usage.items())
+            ratelimits = list(self._ratelimits.items())
+        for slot, (name, help_text) in enumerate(COUNTERS):
+            family = CounterMetricFamily(name, help_text, labels=LABELS)
+            for key, s in series:
+                family.add_metric(key, s.sums[slot])
+            yield family
+        family = CounterMetricFamily("completion_requests_error", "Failed LLM requests", labels=(*LABELS, "error_type"))
+        for error_key, count in errors:
+            family.add_metric(error_key, count)
+        yield family
+        customer = CounterMetricFamily(
+            "completion_cost_usd", "Customer cost: provider cost x (1 + markup) + fee", labels=LABELS
+        )
+        provider = CounterMetricFamily("completion_provider_cost_usd", "Provider cost in USD", labels=LABELS)
+        for key, s in series:
+            customer.add_metric(key, s.customer_nusd * _NANO)
+            provider.add_metric(key, s.provider_nusd * _NANO)
+        yield customer
+        yield provider
+        yield _histograms(
+            "completion_duration_seconds", "LLM request duration", LABELS, [(k, s.duration) for k, s in series]
+        )
+        yield _histograms(
+            "completion_time_to_first_token_seconds",
+            "Time to the first streamed chunk",
+            LABELS,
+            [(k, s.ttft) for k, s in series if s.ttft.count],
+        )
+        yield _histograms(
+            "gen_ai_client_operation_duration_seconds",
+            "GenAI operation duration",
+            (*SEMCONV_LABELS, "error_type"),
+            op_duration,
+        )
+        yield _histograms(
+            "gen_ai_client_token_usage", "Input and output tokens used", (*SEMCONV_LABELS, "token_type"), token_usage
+        )
+        limit = GaugeMetricFamily(
+            "completion_ratelimit_limit", "Provider rate limit", labels=("provider", "model", "kind")
+        )
+        left = GaugeMetricFamily(
+            "completion_ratelimit_remaining", "Provider rate limit left", labels=("provider", "model", "kind")
+        )
+        for rl_key, (limit_value, remaining) in ratelimits:
+            if limit_value is not None:
+                limit.add_metric(rl_key, limit_value)
+            if remaining is not None:
+                left.add_metric(rl_key, remaining)
+        yield limit
+        yield left
+
+
+def _histograms(
+    name: str, help_text: str, labels: Sequence[str], items: Sequence[tuple[tuple[str, ...], Histogram]]
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, help_text, labels=labels)
+    for key, histogram in items:
+        family.add_metric(list(key), histogram.buckets(), histogram.total)
+    return family

@@ -1,0 +1,182 @@
+"""OTLP export requests -> records: llmtally audit events from logs, GenAI spans from traces."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .convert import is_llm_call, to_record
+from .record import Record
+from .values import attributes
+
+AUDIT_EVENT = "llmtally.completion"
+_SPAN_KIND_INTERNAL = 1
+_STATUS_ERROR = 2
+_NO_SPAN = "0" * 16
+# Instrumentation scope prefix -> the `source` a record names (first match wins).
+_SOURCES = (
+    ("llmtally", "llmtally"),
+    ("com.anthropic", "anthropic"),
+    ("openlit", "openlit"),
+    ("opentelemetry.instrumentation.genai", "otel-genai"),
+    ("opentelemetry.util.genai", "otel-genai"),
+    ("opentelemetry.instrumentation.openai_v2", "otel-genai"),
+    ("opentelemetry.instrumentation.", "openllmetry"),
+)
+
+
+# When several instrumentations record one call (nested spans), the record of the first of these is kept.
+PREFERENCE = ("llmtally", "anthropic", "otel-genai", "openllmetry", "openlit")
+
+
+@dataclass
+class Normalised:
+    """The records of one export request, and what of it was rejected (for OTLP partial success)."""
+
+    records: list[Record] = field(default_factory=list)
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+    parents: dict[str, str] = field(default_factory=dict)  # record id -> parent span id, for spans
+
+    def reject(self, why: str) -> None:
+        self.rejected += 1
+        if len(self.errors) < 5 and why not in self.errors:
+            self.errors.append(why)
+
+    @property
+    def message(self) -> str:
+        return "; ".join(self.errors)
+
+
+def source_of(scope: str) -> str:
+    for prefix, name in _SOURCES:
+        if scope.startswith(prefix):
+            return name
+    return scope or "unknown"
+
+
+def from_logs(request: Any, peer: str | None = None) -> Normalised:
+    """Records from the `llmtally.completion` events in an ExportLogsServiceRequest; other logs are ignored."""
+    out = Normalised()
+    for resource_logs in request.resource_logs:
+        resource: dict[str, Any] | None = None
+        for scope_logs in resource_logs.scope_logs:
+            source = source_of(scope_logs.scope.name)
+            for log in scope_logs.log_records:
+                if log.event_name != AUDIT_EVENT:
+                    continue
+                if resource is None:
+                    resource = attributes(resource_logs.resource.attributes)
+                attrs = attributes(log.attributes)
+                if not is_llm_call(attrs):
+                    out.reject("audit event without gen_ai.request.model")
+                    continue
+                end_ns = log.time_unix_nano or log.observed_time_unix_nano
+                if not end_ns:
+                    out.reject("audit event without a timestamp")
+                    continue
+                span_id = log.span_id.hex()
+                if span_id in ("", _NO_SPAN):
+                    record_id = hashlib.sha256(log.SerializeToString(deterministic=True)).hexdigest()[:32]
+                else:
+                    record_id = span_id
+                duration = attrs.get("llmtally.duration")
+                start_ns = end_ns - int(duration * 1e9) if isinstance(duration, (int, float)) else end_ns
+                out.records.append(
+                    to_record(
+                        attrs,
+                        record_id=record_id,
+                        start_ns=start_ns,
+                        end_ns=end_ns,
+                        trace_id=log.trace_id.hex(),
+                        span_id=span_id if span_id != _NO_SPAN else "",
+                        source=source,
+                        resource=resource,
+                        peer=peer,
+                    )
+                )
+    return out
+
+
+def from_traces(request: Any, peer: str | None = None) -> Normalised:
+    """Records from the GenAI client spans in an ExportTraceServiceRequest; other spans are ignored."""
+    out = Normalised()
+    for resource_spans in request.resource_spans:
+        resource: dict[str, Any] | None = None
+        for scope_spans in resource_spans.scope_spans:
+            source = source_of(scope_spans.scope.name)
+            for span in scope_spans.spans:
+                attrs = attributes(span.attributes)
+                if not is_llm_call(attrs):
+                    continue
+                if span.kind == _SPAN_KIND_INTERNAL and "gen_ai.usage.input_tokens" not in attrs:
+                    continue  # a framework's wrapper span around the client call, not the call
+                if len(span.span_id) != 8 or not any(span.span_id):
+                    out.reject("GenAI span without a valid span id")
+                    continue
+                if resource is None:
+                    resource = attributes(resource_spans.resource.attributes)
+                if span.parent_span_id:
+                    out.parents[span.span_id.hex()] = span.parent_span_id.hex()
+                out.records.append(
+                    to_record(
+                        attrs,
+                        record_id=span.span_id.hex(),
+                        start_ns=span.start_time_unix_nano,
+                        end_ns=span.end_time_unix_nano or span.start_time_unix_nano,
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        source=source,
+                        resource=resource,
+                        span_failed=span.status.code == _STATUS_ERROR,
+                        status_message=span.status.message or None,
+                        peer=peer,
+                    )
+                )
+    _drop_nested_layers(out)
+    return out
+
+
+def _drop_nested_layers(out: Normalised) -> None:
+    """One call seen by two instrumentations gives two nested GenAI spans (one wraps the other): keep one.
+
+    Only nesting inside one export request is seen; spans of one call are exported together in practice.
+    """
+    ids = {record.record_id for record in out.records}
+    cluster: dict[str, str] = {}
+
+    def root(record_id: str) -> str:
+        while record_id in cluster:
+            record_id = cluster[record_id]
+        return record_id
+
+    for child, parent in out.parents.items():
+        if parent in ids and child in ids and root(child) != root(parent):
+            cluster[root(child)] = root(parent)
+    if not cluster:
+        return
+    best: dict[str, Record] = {}
+    for record in out.records:
+        key = root(record.record_id)
+        kept = best.get(key)
+        if kept is None or _rank(record) < _rank(kept):
+            best[key] = record
+    keep = {id(record) for record in best.values()}
+    out.records = [record for record in out.records if id(record) in keep]
+
+
+def _rank(record: Record) -> int:
+    return PREFERENCE.index(record.source) if record.source in PREFERENCE else len(PREFERENCE)
+
+
+def count_metric_points(request: Any) -> int:
+    """Data points in an ExportMetricsServiceRequest (accepted, never turned into records)."""
+    total = 0
+    for resource_metrics in request.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                kind = metric.WhichOneof("data")
+                if kind is not None:
+                    total += len(getattr(metric, kind).data_points)
+    return total

@@ -1,0 +1,64 @@
+"""The one shape every LLM request is stored, priced, counted and queried in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+STATUS_SUCCESS = "success"
+STATUS_ERROR = "error"
+
+
+@dataclass(slots=True)
+class Record:
+    """One LLM request.
+
+    `record_id` is the request's identity for de-duplication: the hex span id (16 chars) when the telemetry has one
+    (our audit event and our span share it), else a hash of the log record. Times are nanoseconds since the epoch.
+    Token counts follow the GenAI semconv: `input_tokens` includes cache reads and writes, `output_tokens` includes
+    reasoning. Costs are in nano-USD (1e-9 USD) so that sums are exact; None until priced.
+    """
+
+    record_id: str
+    start_time_ns: int
+    end_time_ns: int
+    trace_id: str = ""
+    span_id: str = ""
+    provider: str = ""
+    operation: str = ""
+    request_model: str = ""
+    response_model: str = ""
+    status: str = STATUS_SUCCESS
+    http_status: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    duration_s: float = 0.0
+    ttft_s: float | None = None
+    stream: bool = False
+    stream_outcome: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    usage_source: str = "none"  # provider | partial | none
+    provider_cost_nusd: int | None = None
+    customer_cost_nusd: int | None = None
+    price_source: str | None = None  # e.g. "genai-prices 0.2.3 openai/gpt-4o-mini", "config:my-model", "unpriced"
+    priced: bool = False
+    user_id: str | None = None
+    api_key: str | None = None
+    feature: str | None = None
+    department: str | None = None
+    environment: str | None = None
+    service: str | None = None
+    source_ip: str | None = None
+    response_id: str | None = None
+    request_id: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)  # retries, fallbacks
+    ratelimits: dict[str, float] = field(default_factory=dict)  # "requests.remaining" -> value, ...
+    input_messages: str | None = None  # payloads, only when the app captured them
+    output_messages: str | None = None
+    source: str = "llmtally"  # which instrumentation produced it: llmtally, otel-genai, openllmetry, anthropic, openlit

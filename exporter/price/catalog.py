@@ -1,0 +1,145 @@
+"""The genai-prices catalog: our provider names -> its provider ids, model matching, and prices as of a time."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import cache
+
+import genai_prices
+from genai_prices import data_snapshot
+from genai_prices.types import ModelInfo, ModelPrice, Provider, TimeOfDateConstraint
+
+from .rate import Rate
+
+# GenAI semconv `gen_ai.provider.name` values (and common spellings) -> genai-prices provider ids. A name that is
+# already a genai-prices id (e.g. "cerebras", "moonshotai") is used as is.
+PROVIDER_IDS: Mapping[str, str] = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "azure.ai.openai": "azure",
+    "azure.ai.inference": "azure",
+    "aws.bedrock": "aws",
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "gcp.gen_ai": "google",
+    "x_ai": "x-ai",
+    "xai": "x-ai",
+    "mistral_ai": "mistral",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "cohere": "cohere",
+    "perplexity": "perplexity",
+    "openrouter": "openrouter",
+    "together": "together",
+    "together_ai": "together",
+    "fireworks": "fireworks",
+    "fireworks_ai": "fireworks",
+    "litellm": "litellm",  # genai-prices reads the provider from a "provider/model" name
+}
+# Providers whose models the catalog's vendor prices do not describe (self-hosted, or hosted at other prices):
+# priced by `pricing.overrides` only, never by a model-name match.
+NOT_IN_CATALOG = frozenset({"ollama", "vllm", "lm_studio", "llama_cpp", "tgi", "localai", "ibm.watsonx.ai"})
+# Providers whose client is also used against other APIs (the OpenAI SDK with another base URL): when the model is
+# not theirs, it is matched by name alone, as for unknown providers, "openai_compatible" and no provider at all.
+MODEL_NAME_FALLBACK = frozenset({"openai"})
+
+_DAY_NS = 86_400 * 10**9
+
+
+def catalog_version() -> str:
+    """The genai-prices version in use, with the fetch time when prices were updated at run time."""
+    return _version(data_snapshot.get_snapshot())
+
+
+def _version(snapshot: data_snapshot.DataSnapshot) -> str:
+    if snapshot.from_auto_update:
+        return f"{genai_prices.__version__}+{snapshot.timestamp:%Y%m%dT%H%M%S}"
+    return genai_prices.__version__
+
+
+def catalog_age_seconds() -> float:
+    """Seconds since the price data in use was fetched (run-time update) or installed (bundled snapshot)."""
+    snapshot = data_snapshot.get_snapshot()
+    fetched = snapshot.timestamp.timestamp() if snapshot.from_auto_update else _bundled_data_mtime()
+    return max(0.0, time.time() - fetched)
+
+
+@cache
+def _bundled_data_mtime() -> float:
+    from genai_prices import data
+
+    return os.path.getmtime(data.__file__)
+
+
+class Catalog:
+    """One genai-prices data snapshot, with our provider names mapped onto it."""
+
+    def __init__(self, snapshot: data_snapshot.DataSnapshot | None = None) -> None:
+        self.snapshot = snapshot or data_snapshot.get_snapshot()
+        self.version = _version(self.snapshot)
+        self._ids = frozenset(p.id for p in self.snapshot.providers)
+
+    def is_current(self) -> bool:
+        """False once genai-prices has switched to another snapshot (prices updated at run time)."""
+        return self.snapshot is data_snapshot.get_snapshot()
+
+    def find(self, provider: str, model: str) -> tuple[Provider, ModelInfo] | None:
+        """The catalog's provider and model for our provider name and a model name, or None."""
+        name = provider.strip().lower()
+        if not model or name in NOT_IN_CATALOG:
+            return None
+        provider_id = PROVIDER_IDS.get(name) or (name if name in self._ids else None)
+        if provider_id is not None:
+            try:
+                return self.snapshot.find_provider_model(model, None, provider_id, None)
+            except LookupError:
+                if name not in MODEL_NAME_FALLBACK:
+                    return None
+        try:
+            return self.snapshot.find_provider_model(model, None, None, None)
+        except LookupError:
+            return None
+
+
+def utc(time_ns: int) -> datetime:
+    """Nanoseconds since the epoch -> an aware UTC datetime (microseconds, truncated)."""
+    return datetime.fromtimestamp(time_ns // 10**9, UTC).replace(microsecond=time_ns // 1000 % 10**6)
+
+
+class CatalogPrice:
+    """One catalog model's prices over time; each distinct `ModelPrice` is compiled once."""
+
+    __slots__ = ("_by_day", "_by_price", "_model", "_static", "_time_of_day", "model_id", "provider_id", "source")
+
+    def __init__(self, provider: Provider, model: ModelInfo, version: str) -> None:
+        self.provider_id = provider.id
+        self.model_id = model.id
+        self.source = f"genai-prices {version} {provider.id}/{model.id}"
+        self._model = model
+        self._static = Rate(model.prices) if isinstance(model.prices, ModelPrice) else None
+        self._time_of_day = not isinstance(model.prices, ModelPrice) and any(
+            isinstance(p.constraint, TimeOfDateConstraint) for p in model.prices
+        )
+        self._by_day: dict[int, Rate] = {}
+        self._by_price: dict[int, Rate] = {}
+
+    def rate_at(self, time_ns: int) -> Rate:
+        """The price in force at `time_ns` (start dates by UTC day, off-peak hours by time of day)."""
+        if self._static is not None:
+            return self._static
+        if self._time_of_day:
+            return self._compiled(self._model.get_prices(utc(time_ns)))
+        day = time_ns // _DAY_NS
+        rate = self._by_day.get(day)
+        if rate is None:
+            rate = self._by_day[day] = self._compiled(self._model.get_prices(utc(day * _DAY_NS)))
+        return rate
+
+    def _compiled(self, model_price: ModelPrice) -> Rate:
+        rate = self._by_price.get(id(model_price))
+        if rate is None or rate.model_price is not model_price:
+            rate = self._by_price[id(model_price)] = Rate(model_price)
+        return rate

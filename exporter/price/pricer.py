@@ -1,0 +1,245 @@
+"""Prices records: `pricing.overrides` first, then the genai-prices catalog, as of each request's start time."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from functools import cache
+from typing import Protocol
+
+from genai_prices.types import ModelPrice, TieredPrices
+
+from ..normalise.record import Record
+from .catalog import Catalog, CatalogPrice, catalog_age_seconds, catalog_version
+from .config import PriceOverride, PricingConfig
+from .rate import Rate, to_nusd
+
+UNPRICED = "unpriced"
+_LISTED = ("input", "output", "cache_read", "cache_write")
+_ONE = Decimal(1)
+
+
+@dataclass(frozen=True, slots=True)
+class PriceInfo:
+    """A model's prices in USD per million tokens (None: not priced separately) and where they come from.
+
+    `tiers` lists (price, input tokens above which it applies, USD per million tokens) for tiered prices, whose
+    base price is the one in the per-mtok field.
+    """
+
+    source: str
+    provider: str | None
+    model: str
+    input_per_mtok: Decimal | None
+    output_per_mtok: Decimal | None
+    cache_read_per_mtok: Decimal | None
+    cache_write_per_mtok: Decimal | None
+    tiers: tuple[tuple[str, int, Decimal], ...] = ()
+
+
+class _Schedule(Protocol):
+    source: str
+
+    def rate_at(self, time_ns: int) -> Rate: ...
+
+
+class _OverridePrice:
+    __slots__ = ("_rate", "override", "source")
+
+    def __init__(self, override: PriceOverride) -> None:
+        self.override = override
+        self.source = f"config:{override.model}"
+        self._rate = Rate(
+            ModelPrice(
+                input_mtok=override.input_per_mtok,
+                output_mtok=override.output_per_mtok,
+                cache_read_mtok=override.cache_read_per_mtok,
+                cache_write_mtok=override.cache_write_per_mtok,
+            )
+        )
+
+    def rate_at(self, time_ns: int) -> Rate:
+        return self._rate
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    schedule: _Schedule
+    factor: Decimal  # 1 + markup
+    fee_nusd: Decimal
+
+    def customer_nusd(self, provider_nusd: int) -> int:
+        if self.factor == _ONE and not self.fee_nusd:
+            return provider_nusd
+        return int((provider_nusd * self.factor + self.fee_nusd).to_integral_value(ROUND_HALF_EVEN))
+
+
+class Pricer:
+    """Fills a record's costs, `price_source` and `priced`; resolutions are cached per provider and models.
+
+    Customer cost = provider cost x (1 + markup) + fixed fee, from the stored (integer nano-USD) provider cost.
+    A record without any tokens costs 0, fixed fee included, when its model has a price. A model without a price leaves
+    the costs None with `price_source="unpriced"`, and is counted in `unpriced_total` / `unpriced_models`.
+    """
+
+    max_cached = 10_000  # distinct (provider, response model, request model); the cache restarts past it
+
+    def __init__(self, config: PricingConfig | None = None) -> None:
+        self.config = config or PricingConfig()
+        self._factor = _ONE + self.config.markup
+        self._fee_nusd = self.config.fixed_fee_usd.scaleb(9)
+        self._overrides = tuple(_OverridePrice(o) for o in self.config.overrides)
+        self._catalog = Catalog()
+        self._catalog_prices: dict[tuple[str, str], CatalogPrice] = {}
+        self._resolved: dict[tuple[str, str, str], _Resolved | None] = {}
+        self._count_lock = threading.Lock()
+        self.unpriced_total = 0
+        self.unpriced_models: Counter[tuple[str, str]] = Counter()  # (provider, model); at most max_cached keys
+
+    def price(self, record: Record) -> None:
+        """Prices `record` in place."""
+        if not self._catalog.is_current():
+            self._reset()
+        key = (record.provider, record.response_model, record.request_model)
+        try:
+            resolved = self._resolved[key]
+        except KeyError:
+            resolved = self._resolve(*key)
+        usage = _usage(record)
+        cost = _cost(resolved, usage, record.start_time_ns)
+        if record.usage_source == "none" and record.status == "success" and not any(usage):
+            cost = None  # tokens unknown (e.g. a stream without usage): the cost is unknown, not $0
+        if resolved is None or cost is None:
+            record.provider_cost_nusd = record.customer_cost_nusd = None
+            record.price_source = UNPRICED
+            record.priced = False
+            self._count_unpriced(record)
+            return
+        record.provider_cost_nusd = cost
+        record.customer_cost_nusd = resolved.customer_nusd(cost) if any(usage) else 0
+        record.price_source = resolved.schedule.source
+        record.priced = True
+
+    def lookup(self, provider: str | None, model: str, when: datetime | None = None) -> PriceInfo | None:
+        """The prices that would apply to `model` from `provider` at `when` (default: now), or None."""
+        if not self._catalog.is_current():
+            self._reset()
+        resolved = self._resolve(provider or "", model, "")
+        if resolved is None:
+            return None
+        when = when or datetime.now(UTC)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)  # naive times are UTC, as in genai-prices
+        time_ns = int(when.timestamp()) * 10**9 + when.microsecond * 1000
+        schedule = resolved.schedule
+        prices = schedule.rate_at(time_ns).model_price
+        provider_id: str | None
+        if isinstance(schedule, CatalogPrice):
+            provider_id, model_id = schedule.provider_id, schedule.model_id
+        else:
+            assert isinstance(schedule, _OverridePrice)
+            provider_id, model_id = schedule.override.provider, schedule.override.model
+        values = {name: getattr(prices, f"{name}_mtok", None) for name in _LISTED}
+        return PriceInfo(
+            source=schedule.source,
+            provider=provider_id,
+            model=model_id,
+            input_per_mtok=_base(values["input"]),
+            output_per_mtok=_base(values["output"]),
+            cache_read_per_mtok=_base(values["cache_read"]),
+            cache_write_per_mtok=_base(values["cache_write"]),
+            tiers=tuple(
+                (name, tier.start, tier.price)
+                for name, value in values.items()
+                if isinstance(value, TieredPrices)
+                for tier in value.tiers
+            ),
+        )
+
+    def catalog_version(self) -> str:
+        """The genai-prices catalog version prices come from (see `catalog.catalog_version`)."""
+        return catalog_version()
+
+    def catalog_age_seconds(self) -> float:
+        """Age of the genai-prices data in use, for `llmtally_receiver_price_catalog_age_seconds`."""
+        return catalog_age_seconds()
+
+    def _resolve(self, provider: str, response_model: str, request_model: str) -> _Resolved | None:
+        models = [m for m in (response_model, request_model) if m]
+        resolved = self._match_override(provider, models) or self._match_catalog(provider, models)
+        if len(self._resolved) >= self.max_cached:
+            self._resolved.clear()
+        self._resolved[(provider, response_model, request_model)] = resolved
+        return resolved
+
+    def _match_override(self, provider: str, models: list[str]) -> _Resolved | None:
+        for model in models:
+            for price in self._overrides:
+                entry = price.override
+                if entry.matches(provider, model):
+                    markup = self.config.markup if entry.markup is None else entry.markup
+                    fee = self.config.fixed_fee_usd if entry.fixed_fee_usd is None else entry.fixed_fee_usd
+                    return _Resolved(price, _ONE + markup, fee.scaleb(9))
+        return None
+
+    def _match_catalog(self, provider: str, models: list[str]) -> _Resolved | None:
+        for model in models:
+            found = self._catalog.find(provider, model)
+            if found is not None:
+                catalog_provider, info = found
+                key = (catalog_provider.id, info.id)
+                schedule = self._catalog_prices.get(key)
+                if schedule is None:
+                    schedule = self._catalog_prices[key] = CatalogPrice(catalog_provider, info, self._catalog.version)
+                return _Resolved(schedule, self._factor, self._fee_nusd)
+        return None
+
+    def _reset(self) -> None:
+        self._catalog = Catalog()
+        self._catalog_prices.clear()
+        self._resolved.clear()
+
+    def _count_unpriced(self, record: Record) -> None:
+        key = (record.provider, record.response_model or record.request_model)
+        with self._count_lock:  # receivers price from several threads
+            self.unpriced_total += 1
+            if key in self.unpriced_models or len(self.unpriced_models) < self.max_cached:
+                self.unpriced_models[key] += 1
+
+
+def _usage(record: Record) -> tuple[int, int, int, int, int]:
+    """(input incl. cache, cache read, cache write, output incl. reasoning, reasoning), totals raised to their parts."""
+    cache_read = max(record.cached_tokens, 0)
+    cache_write = max(record.cache_write_tokens, 0)
+    reasoning = max(record.reasoning_tokens, 0)
+    input_tokens = max(record.input_tokens, cache_read + cache_write)
+    return input_tokens, cache_read, cache_write, max(record.output_tokens, reasoning), reasoning
+
+
+def _cost(resolved: _Resolved | None, usage: tuple[int, int, int, int, int], time_ns: int) -> int | None:
+    """Provider nano-USD; 0 without tokens; None when unpriced or genai-prices rejects the catalog's price."""
+    if resolved is None:
+        return None
+    if not any(usage):
+        return 0
+    try:
+        return to_nusd(resolved.schedule.rate_at(time_ns).cost(usage))
+    except ValueError:
+        return None
+
+
+def _base(value: Decimal | TieredPrices | None) -> Decimal | None:
+    return value.base if isinstance(value, TieredPrices) else value
+
+
+@cache
+def _catalog_pricer() -> Pricer:
+    return Pricer()
+
+
+def lookup(provider: str | None, model: str, when: datetime | None = None) -> PriceInfo | None:
+    """The catalog's prices for `model` (no overrides): see `Pricer.lookup`."""
+    return _catalog_pricer().lookup(provider, model, when)

@@ -1,0 +1,68 @@
+"""`llmtally serve`: wires receive -> normalise -> price -> store / metrics and runs until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+import uvicorn
+
+from .config import Config, split_address
+from .metrics import Metrics
+from .pipeline import Pipeline
+from .price import Pricer, PricingConfig
+from .receive.grpc_server import start_grpc
+from .receive.http_app import create_app
+from .receive.ingest import Ingest
+from .store import open_store
+
+
+def redact(url: str) -> str:
+    """A store URL without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def serve(config: Config) -> int:
+    """Runs the receiver; returns once it has stopped cleanly (every acknowledged batch stored)."""
+    pricer = Pricer(PricingConfig.from_dict(config.pricing))
+    store = open_store(config.store)
+    metrics = Metrics(config.max_series)
+    pipeline = Pipeline(store, metrics, max_queued=config.queue_records).start()
+    metrics.receiver.watch(pipeline.depth, pricer.catalog_age_seconds)
+    ingest = Ingest(pipeline, pricer, metrics, config.ack_timeout_seconds)
+    grpc_server, grpc_port = start_grpc(ingest, config.otlp_grpc, retry_after=config.retry_after_seconds)
+
+    def ready() -> bool:
+        return pipeline.depth() < config.queue_records and store.ping()
+
+    app = create_app(
+        ingest, metrics, ready=ready, max_request_bytes=config.max_request_bytes, retry_after=config.retry_after_seconds
+    )
+    host, port = split_address(config.http, "http")
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    )
+    grpc_host = split_address(config.otlp_grpc)[0]
+    print(
+        f"llmtally serve: OTLP/gRPC {grpc_host}:{grpc_port}, HTTP {host}:{port} "
+        f"(/v1/logs /v1/traces /v1/metrics /metrics /healthz /readyz), store {redact(config.store)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    # uvicorn handles SIGINT/SIGTERM while it runs, then re-raises the signal: these handlers receive it, so the
+    # process goes on to drain the queue and close the store instead of dying with the signal.
+    for handled in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(handled, lambda *_: None)
+    try:
+        server.run()
+    finally:
+        grpc_server.stop(grace=5).wait()
+        pipeline.close()
+        store.close()
+        print("llmtally serve: stopped; every acknowledged batch is stored", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,144 @@
+"""Schema migrations: ordered, idempotent SQL per dialect, recorded in `schema_migrations`.
+
+Applied when a store opens, inside one transaction that first takes the dialect's writer lock (SQLite
+`BEGIN IMMEDIATE`, a PostgreSQL advisory lock), so two stores or processes opening at once migrate once. A released
+migration is never edited: a change is a new version appended to `MIGRATIONS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Dialect = Literal["sqlite", "postgresql"]
+
+CREATE_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at_ns BIGINT NOT NULL
+)"""
+
+# Human-readable start time, derived by the database (not written by us): handy for ad-hoc SQL and SQL datasources.
+_START_TIME = {
+    "sqlite": "TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', start_time_ns / 1e9, 'unixepoch')) VIRTUAL",
+    "postgresql": "TIMESTAMPTZ GENERATED ALWAYS AS (to_timestamp(start_time_ns / 1e9::float8)) STORED",
+}
+# Small rollup rows are best clustered by their key in SQLite.
+_ROLLUP_SUFFIX = {"sqlite": " WITHOUT ROWID", "postgresql": ""}
+
+_V1_RECORDS = """CREATE TABLE IF NOT EXISTS completion_records (
+    record_id TEXT PRIMARY KEY,
+    start_time_ns BIGINT NOT NULL,
+    end_time_ns BIGINT NOT NULL,
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    request_model TEXT NOT NULL,
+    response_model TEXT NOT NULL,
+    status TEXT NOT NULL,
+    http_status INTEGER,
+    error_type TEXT,
+    error_message TEXT,
+    duration_s DOUBLE PRECISION NOT NULL,
+    ttft_s DOUBLE PRECISION,
+    stream BOOLEAN NOT NULL,
+    stream_outcome TEXT,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    total_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    cache_write_tokens BIGINT NOT NULL,
+    reasoning_tokens BIGINT NOT NULL,
+    usage_source TEXT NOT NULL,
+    provider_cost_nusd BIGINT,
+    customer_cost_nusd BIGINT,
+    price_source TEXT,
+    priced BOOLEAN NOT NULL,
+    user_id TEXT,
+    api_key TEXT,
+    feature TEXT,
+    department TEXT,
+    environment TEXT,
+    service TEXT,
+    source_ip TEXT,
+    response_id TEXT,
+    request_id TEXT,
+    finish_reasons TEXT NOT NULL,
+    events TEXT NOT NULL,
+    ratelimits TEXT NOT NULL,
+    input_messages TEXT,
+    output_messages TEXT,
+    source TEXT NOT NULL,
+    start_time {start_time}
+)"""
+
+# Equality column first, then time: each serves "this user (model, ...) between t0 and t1". Status has one
+# selective value: errors get a partial index (a few % of rows); successes are most rows and use the time index.
+_V1_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS completion_records_time ON completion_records (start_time_ns)",
+    *(
+        f"CREATE INDEX IF NOT EXISTS completion_records_{column}_time ON completion_records ({column}, start_time_ns)"
+        for column in ("user_id", "request_model", "response_model", "provider", "feature", "api_key")
+    ),
+    "CREATE INDEX IF NOT EXISTS completion_records_errors_time ON completion_records (start_time_ns)"
+    " WHERE status = 'error'",
+]
+
+_V1_ROLLUP = """CREATE TABLE IF NOT EXISTS completion_rollup_hourly (
+    hour_start_ns BIGINT NOT NULL,
+    provider TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    request_model TEXT NOT NULL,
+    response_model TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error_type TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    api_key TEXT NOT NULL,
+    feature TEXT NOT NULL,
+    department TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    total_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    cache_write_tokens BIGINT NOT NULL,
+    reasoning_tokens BIGINT NOT NULL,
+    provider_cost_nusd BIGINT NOT NULL,
+    customer_cost_nusd BIGINT NOT NULL,
+    unpriced_requests BIGINT NOT NULL,
+    duration_s_sum DOUBLE PRECISION NOT NULL,
+    ttft_s_sum DOUBLE PRECISION NOT NULL,
+    ttft_count BIGINT NOT NULL,
+    PRIMARY KEY (hour_start_ns, provider, operation, request_model, response_model, status, error_type, user_id,
+                 api_key, feature, department, environment)
+){suffix}"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: dict[Dialect, tuple[str, ...]]
+
+
+def _v1(dialect: Dialect) -> tuple[str, ...]:
+    return (
+        _V1_RECORDS.format(start_time=_START_TIME[dialect]),
+        *_V1_INDEXES,
+        _V1_ROLLUP.format(suffix=_ROLLUP_SUFFIX[dialect]),
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1, "completion_records and completion_rollup_hourly", {"sqlite": _v1("sqlite"), "postgresql": _v1("postgresql")}
+    ),
+)
+
+
+def pending(applied: set[int]) -> list[Migration]:
+    """The migrations not yet in `applied`, in order."""
+    return [m for m in MIGRATIONS if m.version not in applied]

@@ -1,0 +1,162 @@
+"""The SQLite audit store (the default): stdlib sqlite3, WAL, one writer connection and one reader connection."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..normalise.record import Record
+from . import rollup, schema
+from .columns import record_to_row
+from .errors import StoreError, StoreFull, StoreUnavailable
+from .sql import RECORDS, SQLStore
+
+_ID_CHUNK = 500  # ids per "already stored?" look-up (well under SQLite's bound-parameter limit)
+_UNAVAILABLE = {
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_PROTOCOL,
+    sqlite3.SQLITE_NOTADB,
+    sqlite3.SQLITE_CORRUPT,
+}
+
+
+def store_error(e: sqlite3.Error) -> StoreError:
+    """The StoreError for a sqlite3 error, by its SQLite result code."""
+    code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF  # primary code of an extended one
+    if code == sqlite3.SQLITE_FULL:
+        return StoreFull(f"SQLite database is full: {e}")
+    if code in _UNAVAILABLE:
+        return StoreUnavailable(f"SQLite database unavailable: {e}")
+    return StoreError(f"SQLite error: {e}")
+
+
+class SQLiteStore(SQLStore):
+    """Audit store in one SQLite file (or `:memory:`). write() runs on one thread at a time; reads may run on others."""
+
+    placeholder = "?"
+
+    def __init__(self, path: str, *, busy_timeout_s: float = 10.0) -> None:
+        self.path = path
+        self._busy_timeout_s = busy_timeout_s
+        memory = path == ":memory:" or path.startswith("file::memory:")
+        if not memory:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = threading.Lock()
+        self._writer = self._connect()
+        try:
+            self._migrate()
+            # An in-memory database exists only on its one connection: reads share it (and its lock).
+            self._reader = self._writer if memory else self._connect()
+        except BaseException:
+            self._writer.close()
+            raise
+        self._read_lock = self._write_lock if memory else threading.Lock()
+        self._insert = self._insert_sql()
+        self._upsert = rollup.upsert_sql(self.placeholder)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}")
+            conn.execute("PRAGMA cache_size=-65536")  # 64 MiB
+            conn.execute("PRAGMA mmap_size=268435456")  # 256 MiB
+            conn.execute("PRAGMA temp_store=MEMORY")
+            # Checkpoint every ~32 MiB of WAL rather than 4 MiB: pages rewritten by successive batches (the random
+            # record_id index) are copied once per checkpoint, which cuts the bytes written per record by ~30%.
+            conn.execute("PRAGMA wal_autocheckpoint=8192")
+        except sqlite3.Error as e:
+            raise store_error(e) from e
+        return conn
+
+    def _migrate(self) -> None:
+        conn = self._writer
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(schema.CREATE_MIGRATIONS_TABLE)
+                applied = {int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+                for m in schema.pending(applied):
+                    for statement in m.statements["sqlite"]:
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name, applied_at_ns) VALUES (?, ?, ?)",
+                        (m.version, m.name, time.time_ns()),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise store_error(e) from e
+
+    def write(self, records: Sequence[Record]) -> list[Record]:
+        """Store the records not stored yet, and their rollups, in one transaction; return them."""
+        if not records:
+            return []
+        with self._write_lock:
+            conn = self._writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    fresh = self._not_stored(conn, records)
+                    if fresh:
+                        conn.executemany(self._insert, [record_to_row(r) for r in fresh])
+                        conn.executemany(self._upsert, rollup.aggregate(fresh))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise store_error(e) from e
+        return fresh
+
+    @staticmethod
+    def _not_stored(conn: sqlite3.Connection, records: Sequence[Record]) -> list[Record]:
+        """The records whose id is neither stored nor earlier in the batch, in batch order."""
+        seen: set[str] = set()
+        ids = list(dict.fromkeys(r.record_id for r in records))
+        for i in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[i : i + _ID_CHUNK]
+            sql = f"SELECT record_id FROM {RECORDS} WHERE record_id IN ({', '.join(['?'] * len(chunk))})"
+            seen.update(v for (v,) in conn.execute(sql, chunk))
+        fresh = []
+        for r in records:
+            if r.record_id not in seen:
+                seen.add(r.record_id)
+                fresh.append(r)
+        return fresh
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._read_lock:
+            try:
+                return self._reader.execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise store_error(e) from e
+
+    def ping(self) -> bool:
+        try:
+            self._query("SELECT 1", ())
+        except StoreError:
+            return False
+        return True
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self._reader is not self._writer:
+                with self._read_lock:
+                    self._reader.close()
+            self._writer.close()
