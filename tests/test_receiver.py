@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+from pg_server import PostgresServer
 from receiver import Receiver, metric_sum
 
 from llmtally.exporter.store import open_store
@@ -110,6 +111,22 @@ def test_instrumented_app_is_stored_priced_and_exposed(provider, tmp_path, proto
     finally:
         assert receiver.stop() == 0
     check_app_records(url, exposition)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL server from Debian's package, on loopback, in a throwaway directory."""
+    server = PostgresServer.create()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def postgres_dsn(postgres):
+    dsn = postgres.create_database()
+    yield dsn
+    postgres.drop_database(dsn)
 
 
 def test_instrumented_app_into_postgresql(provider, tmp_path, postgres_dsn):
@@ -336,3 +353,24 @@ def test_health_and_readiness(sqlite_receiver):
     assert httpx.get(f"{sqlite_receiver.http_url}/readyz").json() == {"status": "ready"}
     metrics_answer = httpx.post(f"{sqlite_receiver.http_url}/v1/metrics", content=b"", headers=PROTOBUF)
     assert metrics_answer.status_code == 200
+
+
+def test_database_that_goes_away_refuses_with_503_and_loses_nothing(tmp_path, postgres, postgres_dsn):
+    receiver = Receiver(tmp_path, postgres_dsn, receiver={"retry_after_seconds": 1}).start()
+    logs = f"{receiver.http_url}/v1/logs"
+    try:
+        assert httpx.post(logs, content=audit_logs(30).SerializeToString(), headers=PROTOBUF).status_code == 200
+        postgres.stop()
+        refused = httpx.post(logs, content=audit_logs(20, start=30).SerializeToString(), headers=PROTOBUF, timeout=60)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert status_pb2.Status.FromString(refused.content).code == 14  # UNAVAILABLE
+        assert httpx.get(f"{receiver.http_url}/readyz").status_code == 503
+        postgres.start()
+        # The client retries the refused batch: stored once, and counted once.
+        retried = httpx.post(logs, content=audit_logs(20, start=30).SerializeToString(), headers=PROTOBUF, timeout=60)
+        assert retried.status_code == 200
+        assert httpx.get(f"{receiver.http_url}/readyz").status_code == 200
+        assert metric_sum(receiver.metrics(), "completion_requests_total") == 50
+    finally:
+        assert receiver.stop() == 0
+    assert stored(receiver) == 50

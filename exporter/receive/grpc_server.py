@@ -80,6 +80,7 @@ def start_grpc(ingest: Ingest, address: str, *, retry_after: float, workers: int
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmtally-grpc"),
         options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
+        maximum_concurrent_rpcs=workers * 4,  # past it gRPC itself answers RESOURCE_EXHAUSTED: memory stays bounded
     )
     services = _Services(ingest, retry_after)
     trace_grpc.add_TraceServiceServicer_to_server(services, server)  # type: ignore[no-untyped-call]

@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 from ..normalise.record import Record
 from .errors import StoreError, StoreFull, StoreUnavailable
@@ -52,11 +53,17 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        """Closes the store."""
+        ...
+
 
 def open_store(url: str) -> Store:
     """Open the store at `url`, applying pending schema migrations. Raises StoreError (StoreUnavailable when the
     database cannot be reached) or ValueError for an unknown URL scheme."""
-    if url.startswith(_SQLITE):
+    if url.startswith(_SQLITE) and len(url) > len(_SQLITE):
         from .sqlite import SQLiteStore
 
         return SQLiteStore(url[len(_SQLITE) :])

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 
 class StoreError(Exception):
-    """The store could not do what was asked; a write that raises it stored nothing (its transaction rolled back)."""
+    """The store could not do what was asked; a write that raises it stored nothing (its transaction rolled back).
+
+    Raised as such (not as StoreUnavailable) the batch itself cannot be stored (a constraint, a value the database
+    refuses): retrying it will not help.
+    """
 
 
 class StoreUnavailable(StoreError):

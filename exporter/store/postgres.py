@@ -1,4 +1,4 @@
-"""The PostgreSQL audit store (for scale, shared by several receivers): psycopg 3, set-based idempotent inserts."""
+"""The PostgreSQL audit store (for scale, shared by several receivers): psycopg 3, set-based idempotent writes."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from psycopg import errors as pgerrors
 
 from ..normalise.record import Record
 from . import rollup, schema
-from .columns import record_to_row
+from .columns import COLUMN_LIST, record_to_row
 from .errors import StoreError, StoreFull, StoreUnavailable
-from .sql import SQLStore, first_of_each_id
+from .sql import RECORDS, SQLStore, first_of_each_id
 
 _MIGRATION_LOCK = 0x6C6C6D74616C6C79  # pg_advisory_xact_lock key ("llmtally")
+_TRANSIENT_CLASSES = {"08", "40", "53", "57", "58"}
 _CONNECT_OPTIONS: dict[str, Any] = {
     "autocommit": True,  # transactions are explicit (conn.transaction()); reads leave no open transaction
     "application_name": "llmtally",
@@ -30,33 +30,73 @@ _CONNECT_OPTIONS: dict[str, Any] = {
 
 
 def store_error(e: psycopg.Error) -> StoreError:
-    """The StoreError for a psycopg error: full disk, unreachable/shutting down, or anything else."""
-    if isinstance(e, pgerrors.DiskFull | pgerrors.OutOfMemory | pgerrors.InsufficientResources):
-        return StoreFull(f"PostgreSQL is out of space: {e}")
-    if isinstance(e, psycopg.OperationalError | pgerrors.AdminShutdown | pgerrors.CannotConnectNow):
+    """The StoreError for a psycopg error, by SQLSTATE: full disk, transient (retry later), or this batch's fault."""
+    state = e.sqlstate or ""
+    if state == "53100":  # disk_full
+        return StoreFull(f"PostgreSQL is out of disk space: {e}")
+    # Connection lost (08), deadlock/serialization (40), resources (53), shutdown/cancel (57), I/O error (58).
+    if isinstance(e, psycopg.OperationalError) or state[:2] in _TRANSIENT_CLASSES:
         return StoreUnavailable(f"PostgreSQL unavailable: {e}")
     return StoreError(f"PostgreSQL error: {e}")
 
 
+_INCOMING = {  # per-connection staging tables that COPY fills, emptied at each commit
+    "incoming_records": f"CREATE TEMP TABLE incoming_records (LIKE {RECORDS}) ON COMMIT DELETE ROWS",
+    "incoming_rollup": f"CREATE TEMP TABLE incoming_rollup (LIKE {rollup.TABLE}) ON COMMIT DELETE ROWS",
+}
+_ROLLUP_COLUMNS = ", ".join((*rollup.KEY, *rollup.SUMS))
+_COPY_RECORDS = f"COPY incoming_records ({COLUMN_LIST}) FROM STDIN"
+_COPY_ROLLUP = f"COPY incoming_rollup ({_ROLLUP_COLUMNS}) FROM STDIN"
+# In record_id order, so that concurrent writers lock ids in one order (no deadlocks); a conflicting id that another
+# transaction is inserting is waited for, then skipped if it committed.
+_INSERT_NEW = (
+    f"INSERT INTO {RECORDS} ({COLUMN_LIST}) SELECT {COLUMN_LIST} FROM incoming_records ORDER BY record_id "
+    "ON CONFLICT (record_id) DO NOTHING RETURNING record_id"
+)
+# One row per key (aggregated in Python), added to the stored sums; in key order, for the same reason.
+_ADD_ROLLUP = (
+    f"INSERT INTO {rollup.TABLE} ({_ROLLUP_COLUMNS}) SELECT {_ROLLUP_COLUMNS} FROM incoming_rollup "
+    f"ORDER BY {', '.join(rollup.KEY)} ON CONFLICT ({', '.join(rollup.KEY)}) DO UPDATE SET "
+    + ", ".join(f"{c} = {rollup.TABLE}.{c} + excluded.{c}" for c in rollup.SUMS)
+)
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+
 class _Connection:
-    """One lazily (re)opened connection and the lock that serialises its use."""
+    """One lazily (re)opened connection, the lock that serialises its use, and its per-connection set-up."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, setup: tuple[str, ...] = ()) -> None:
         self.dsn = dsn
+        self.setup = setup
         self.lock = threading.Lock()
-        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self.closed = False
+        self._conn: Connection | None = None
 
-    def get(self) -> psycopg.Connection[tuple[Any, ...]]:
+    def get(self) -> Connection:
         """The open connection; a new one when the last broke (the server restarted, the network failed)."""
+        if self.closed:
+            raise StoreError("the store is closed")
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self.close()
-            self._conn = psycopg.connect(self.dsn, **_CONNECT_OPTIONS)
+            self._drop()
+            conn = psycopg.connect(self.dsn, **_CONNECT_OPTIONS)
+            try:
+                for statement in self.setup:
+                    conn.execute(statement)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
         return self._conn
 
-    def close(self) -> None:
+    def _drop(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def close(self) -> None:
+        self.closed = True
+        self._drop()
 
 
 class PostgresStore(SQLStore):
@@ -65,20 +105,16 @@ class PostgresStore(SQLStore):
     placeholder = "%s"
 
     def __init__(self, dsn: str) -> None:
-        self._writer = _Connection(dsn)
+        try:
+            with psycopg.connect(dsn, **_CONNECT_OPTIONS) as conn:
+                self._migrate(conn)
+        except psycopg.Error as e:
+            raise store_error(e) from e
+        self._writer = _Connection(dsn, tuple(_INCOMING.values()))
         self._reader = _Connection(dsn)
-        insert = self._insert_sql()
-        self._insert = f"{insert} ON CONFLICT (record_id) DO NOTHING RETURNING record_id"
-        self._upsert = rollup.upsert_sql(self.placeholder)
-        with self._writer.lock:
-            try:
-                self._migrate(self._writer.get())
-            except psycopg.Error as e:
-                self._writer.close()
-                raise store_error(e) from e
 
     @staticmethod
-    def _migrate(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+    def _migrate(conn: Connection) -> None:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             conn.execute(schema.CREATE_MIGRATIONS_TABLE)
@@ -94,26 +130,26 @@ class PostgresStore(SQLStore):
     def write(self, records: Sequence[Record]) -> list[Record]:
         """Store the records not stored yet, and their rollups, in one transaction; return them.
 
-        Rows go in sorted by record_id and rollups by key, so concurrent writers lock in one order (no deadlocks);
-        `ON CONFLICT DO NOTHING` waits for a concurrent insert of the same id and then skips it.
+        Set-based: the batch is COPYed into a staging table, then `INSERT ... SELECT ... ON CONFLICT (record_id) DO
+        NOTHING RETURNING record_id` says which ids are new; their rollups go the same way with `DO UPDATE`.
         """
         unique = first_of_each_id(records)
         if not unique:
             return []
-        rows = sorted((record_to_row(r) for r in unique), key=lambda row: row[0])
         with self._writer.lock:
             try:
                 conn = self._writer.get()
                 with conn.transaction(), conn.cursor() as cur:
-                    cur.executemany(self._insert, rows, returning=True)
-                    stored: set[str] = set()
-                    while True:
-                        stored.update(v for (v,) in cur.fetchall())
-                        if not cur.nextset():
-                            break
+                    with cur.copy(_COPY_RECORDS) as copy:
+                        for r in unique:
+                            copy.write_row(record_to_row(r))
+                    stored = {v for (v,) in cur.execute(_INSERT_NEW).fetchall()}
                     fresh = [r for r in unique if r.record_id in stored]
                     if fresh:
-                        cur.executemany(self._upsert, rollup.aggregate(fresh))
+                        with cur.copy(_COPY_ROLLUP) as copy:
+                            for row in rollup.aggregate(fresh):
+                                copy.write_row(row)
+                        cur.execute(_ADD_ROLLUP)
             except psycopg.Error as e:  # rolled back; a broken connection is replaced by the next get()
                 raise store_error(e) from e
         return fresh
