@@ -3,7 +3,7 @@
 `open_store(url)` opens (and migrates) SQLite or PostgreSQL behind one `Store` interface:
 
 - ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` (SQLAlchemy's form), ``sqlite:///:memory:``;
-- ``postgresql://user@host:port/db?...`` (or ``postgres://``), any libpq DSN.
+- ``postgresql://user:password@host:port/db?sslmode=...`` (or ``postgres://``): a libpq connection URI.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from ..normalise.record import Record
 JSON_FIELDS = ("finish_reasons", "events", "ratelimits")
 BOOL_FIELDS = ("stream", "priced")
 SCALAR_FIELDS = tuple(f.name for f in dataclasses.fields(Record) if f.name not in JSON_FIELDS)
-# The order of the values in a row, and of the columns the store inserts and selects.
+# The order of the values in a row, and of the columns the store inserts and selects. A new Record field needs a
+# migration that adds its column (the round-trip test fails until then).
 COLUMNS: tuple[str, ...] = SCALAR_FIELDS + JSON_FIELDS
 COLUMN_LIST = ", ".join(COLUMNS)
 

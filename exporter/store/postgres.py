@@ -40,10 +40,10 @@ def store_error(e: psycopg.Error) -> StoreError:
     return StoreError(f"PostgreSQL error: {e}")
 
 
-_INCOMING = {  # per-connection staging tables that COPY fills, emptied at each commit
-    "incoming_records": f"CREATE TEMP TABLE incoming_records (LIKE {RECORDS}) ON COMMIT DELETE ROWS",
-    "incoming_rollup": f"CREATE TEMP TABLE incoming_rollup (LIKE {rollup.TABLE}) ON COMMIT DELETE ROWS",
-}
+_STAGING = (  # per-connection tables that COPY fills, emptied at each commit
+    f"CREATE TEMP TABLE incoming_records (LIKE {RECORDS}) ON COMMIT DELETE ROWS",
+    f"CREATE TEMP TABLE incoming_rollup (LIKE {rollup.TABLE}) ON COMMIT DELETE ROWS",
+)
 _ROLLUP_COLUMNS = ", ".join((*rollup.KEY, *rollup.SUMS))
 _COPY_RECORDS = f"COPY incoming_records ({COLUMN_LIST}) FROM STDIN"
 _COPY_ROLLUP = f"COPY incoming_rollup ({_ROLLUP_COLUMNS}) FROM STDIN"
@@ -110,7 +110,7 @@ class PostgresStore(SQLStore):
                 self._migrate(conn)
         except psycopg.Error as e:
             raise store_error(e) from e
-        self._writer = _Connection(dsn, tuple(_INCOMING.values()))
+        self._writer = _Connection(dsn, _STAGING)
         self._reader = _Connection(dsn)
 
     @staticmethod
@@ -160,13 +160,6 @@ class PostgresStore(SQLStore):
                 return self._reader.get().execute(sql, params).fetchall()
             except psycopg.Error as e:
                 raise store_error(e) from e
-
-    def ping(self) -> bool:
-        try:
-            self._query("SELECT 1", ())
-        except StoreError:
-            return False
-        return True
 
     def close(self) -> None:
         with self._writer.lock:

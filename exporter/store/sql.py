@@ -9,7 +9,8 @@ from typing import Any, ClassVar, Self
 
 from ..normalise.record import Record
 from . import rollup
-from .columns import COLUMN_LIST, COLUMNS, row_to_record
+from .columns import COLUMN_LIST, row_to_record
+from .errors import StoreError
 
 RECORDS = "completion_records"
 
@@ -30,9 +31,6 @@ class SQLStore(ABC):
 
     placeholder: ClassVar[str]
 
-    def _insert_sql(self) -> str:
-        return f"INSERT INTO {RECORDS} ({COLUMN_LIST}) VALUES ({', '.join([self.placeholder] * len(COLUMNS))})"
-
     @abstractmethod
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Rows of one read-only statement, on a reading connection; raises StoreError."""
@@ -41,10 +39,14 @@ class SQLStore(ABC):
     def write(self, records: Sequence[Record]) -> list[Record]: ...
 
     @abstractmethod
-    def ping(self) -> bool: ...
-
-    @abstractmethod
     def close(self) -> None: ...
+
+    def ping(self) -> bool:
+        try:
+            self._query("SELECT 1", ())
+        except StoreError:
+            return False
+        return True
 
     def count(self) -> int:
         return int(self._query(f"SELECT COUNT(*) FROM {RECORDS}", ())[0][0])

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..normalise.record import Record
 from . import rollup, schema
-from .columns import record_to_row
+from .columns import COLUMN_LIST, COLUMNS, record_to_row
 from .errors import StoreError, StoreFull, StoreUnavailable
 from .sql import RECORDS, SQLStore
 
@@ -29,9 +29,13 @@ _UNAVAILABLE = {
 }
 
 
+def _primary_code(e: sqlite3.Error) -> int:
+    return (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF  # an extended code's low byte is its primary code
+
+
 def store_error(e: sqlite3.Error) -> StoreError:
     """The StoreError for a sqlite3 error, by its SQLite result code."""
-    code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF  # primary code of an extended one
+    code = _primary_code(e)
     if code == sqlite3.SQLITE_FULL:
         return StoreFull(f"SQLite database is full: {e}")
     if code in _UNAVAILABLE:
@@ -84,10 +88,13 @@ class SQLiteStore(SQLStore):
     def __init__(self, path: str, *, busy_timeout_s: float = 10.0) -> None:
         self.path = path
         self._busy_timeout_s = busy_timeout_s
-        memory = path == ":memory:" or path.startswith("file::memory:")
+        memory = path == ":memory:"
         if not memory:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._insert = self._insert_sql()
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreUnavailable(f"cannot create the directory of {path}: {e}") from e
+        self._insert = f"INSERT INTO {RECORDS} ({COLUMN_LIST}) VALUES ({', '.join(['?'] * len(COLUMNS))})"
         self._upsert = rollup.upsert_sql(self.placeholder)
         self._write_lock = threading.Lock()
         # An in-memory database exists only on its one connection: reads share it (and its lock).
@@ -132,7 +139,7 @@ class SQLiteStore(SQLStore):
                     conn.execute("PRAGMA journal_mode=WAL")
                 return
             except sqlite3.OperationalError as e:
-                if getattr(e, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                if _primary_code(e) != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
                     raise
             time.sleep(0.01)
 
@@ -204,13 +211,6 @@ class SQLiteStore(SQLStore):
                 return self._reader.execute(sql, params).fetchall()
             except sqlite3.Error as e:
                 raise store_error(e) from e
-
-    def ping(self) -> bool:
-        try:
-            self._query("SELECT 1", ())
-        except StoreError:
-            return False
-        return True
 
     def close(self) -> None:
         if self._checkpointer is not None:
