@@ -374,3 +374,19 @@ def test_database_that_goes_away_refuses_with_503_and_loses_nothing(tmp_path, po
     finally:
         assert receiver.stop() == 0
     assert stored(receiver) == 50
+
+
+def test_text_with_nul_characters_is_stored_in_postgresql(tmp_path, postgres_dsn):
+    receiver = Receiver(tmp_path, postgres_dsn).start()
+    try:
+        batch = audit_logs(3, user="nul\x00byte")
+        answer = httpx.post(f"{receiver.http_url}/v1/logs", content=batch.SerializeToString(), headers=PROTOBUF)
+        assert answer.status_code == 200
+    finally:
+        assert receiver.stop() == 0
+    store = open_store(postgres_dsn)
+    try:
+        users = sorted(r.user_id or "" for r in store.records_between(*ALL_TIME, limit=10))
+    finally:
+        store.close()
+    assert users == ["nul\ufffdbyte-0", "nul\ufffdbyte-1", "nul\ufffdbyte-2"]

@@ -27,7 +27,12 @@ def attributes(key_values: Iterable[Any]) -> dict[str, Any]:
         if kind is None:
             continue
         found = getattr(v, kind)
-        out[kv.key] = found if kind not in _NESTED else value(v)
+        if kind == "string_value":
+            if "\x00" in found:  # PostgreSQL text cannot hold NUL: keep the rest of the value
+                found = found.replace("\x00", "\ufffd")
+            out[kv.key] = found
+        else:
+            out[kv.key] = found if kind not in _NESTED else value(v)
     return out
 
 
