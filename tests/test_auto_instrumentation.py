@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
+from instrumented_app import APP_CALLS, run_instrumented_app
 
 from llmtally.demo.fake_provider import CHAT_USAGE
 from otlp_sink import OTLPSink, attributes
@@ -15,21 +11,9 @@ KEYS = ("sk-demo-openai-key-0123456789", "sk-ant-demo-key-0123456789")
 
 
 def test_opentelemetry_instrument_exports_spans_metrics_and_audit_events(provider, tmp_path):
-    launcher = Path(sys.executable).with_name("opentelemetry-instrument")
-    assert launcher.exists() or shutil.which("opentelemetry-instrument")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMTALLY_", "ANTHROPIC_"))}
     with OTLPSink() as sink:
-        env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint, "LLMTALLY_DEMO_BASE_URL": provider.base_url}
-        run = subprocess.run(
-            [str(launcher), sys.executable, "-m", "llmtally.demo.app"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert run.returncode == 0, run.stderr
-    calls = 8  # llmtally.demo.app.run makes eight LLM requests
+        run = run_instrumented_app(provider.base_url, tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint)
+    calls = APP_CALLS
     ours = [span for scope, span in sink.spans() if scope == "llmtally"]
     assert len(ours) == calls, run.stderr
     assert not [s for scope, s in sink.spans() if scope.startswith("com.anthropic")]

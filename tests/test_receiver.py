@@ -7,7 +7,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from decimal import Decimal
@@ -18,6 +17,7 @@ import httpx
 import pytest
 from google.protobuf import json_format
 from google.rpc import status_pb2
+from instrumented_app import APP_CALLS, run_instrumented_app
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
@@ -29,25 +29,12 @@ from receiver import Receiver, metric_sum
 
 from llmtally.exporter.store import open_store
 
-APP_CALLS = 8  # llmtally.demo.app.run makes eight LLM requests
 ALL_TIME = (0, 2**63 - 1)
 PROTOBUF = {"content-type": "application/x-protobuf"}
 
 
 def run_app(provider, tmp_path: Path, **env: str) -> None:
-    """The example app under `opentelemetry-instrument`, with every installed instrumentation (peers included)."""
-    launcher = Path(sys.executable).with_name("opentelemetry-instrument")
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMTALLY_", "ANTHROPIC_"))}
-    clean |= {"LLMTALLY_DEMO_BASE_URL": provider.base_url} | env
-    run = subprocess.run(
-        [str(launcher), sys.executable, "-m", "llmtally.demo.app"],
-        env=clean,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr
+    run_instrumented_app(provider.base_url, tmp_path, **env)
 
 
 def expected_cost_nusd(record) -> int | None:
