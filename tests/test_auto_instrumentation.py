@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from instrumented_app import APP_CALLS, run_instrumented_app
-
 from llmtally.demo.fake_provider import CHAT_USAGE
 from otlp_sink import OTLPSink, attributes
 

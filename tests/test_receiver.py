@@ -17,17 +17,17 @@ import httpx
 import pytest
 from google.protobuf import json_format
 from google.rpc import status_pb2
-from instrumented_app import APP_CALLS, run_instrumented_app
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+
+from instrumented_app import APP_CALLS, run_instrumented_app
+from llmtally.exporter.store import open_store
 from pg_server import PostgresServer
 from receiver import Receiver, metric_sum
-
-from llmtally.exporter.store import open_store
 
 ALL_TIME = (0, 2**63 - 1)
 PROTOBUF = {"content-type": "application/x-protobuf"}

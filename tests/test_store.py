@@ -13,7 +13,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from pg_server import PostgresServer, free_port
 from psycopg import errors as pgerrors
 
 from llmtally.exporter.normalise.record import Record
@@ -21,6 +20,7 @@ from llmtally.exporter.store import GROUPS, Store, StoreError, StoreFull, StoreU
 from llmtally.exporter.store.postgres import store_error as postgres_store_error
 from llmtally.exporter.store.rollup import DIMENSIONS
 from llmtally.exporter.store.sqlite import SQLiteStore
+from pg_server import PostgresServer, free_port
 
 HOUR = 3_600_000_000_000
 DAY = 24 * HOUR
