@@ -45,13 +45,18 @@ FLOAT_SUMS = ("duration_s_sum", "ttft_s_sum")
 # --- fixtures ----------------------------------------------------------------------------------------------------
 
 
+def new_pg_server() -> PostgresServer:
+    """A new (not started) PostgreSQL cluster; fails, never skips, when Debian's binaries are missing."""
+    try:
+        return PostgresServer.create()
+    except FileNotFoundError as e:
+        pytest.fail(str(e))
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     """One real PostgreSQL server for the session (Debian's binaries); each test gets its own database."""
-    try:
-        server = PostgresServer.create()
-    except FileNotFoundError as e:
-        pytest.fail(str(e))
+    server = new_pg_server()
     try:
         server.start()
         yield server
@@ -483,10 +488,7 @@ def test_ping_and_close(store: Store):
 
 
 def test_postgres_stopped_mid_write_then_restarted():
-    try:
-        server = PostgresServer.create()
-    except FileNotFoundError as e:
-        pytest.fail(str(e))
+    server = new_pg_server()
     try:
         server.start()
         store = open_store(server.dsn)

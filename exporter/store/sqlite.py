@@ -6,7 +6,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,22 @@ def store_error(e: sqlite3.Error) -> StoreError:
     if code in _UNAVAILABLE:
         return StoreUnavailable(f"SQLite database unavailable: {e}")
     return StoreError(f"SQLite error: {e}")
+
+
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction (BEGIN IMMEDIATE ... COMMIT), rolled back on any error; SQLite errors as StoreError."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as e:
+        raise store_error(e) from e
 
 
 class _Checkpointer:
@@ -144,47 +160,26 @@ class SQLiteStore(SQLStore):
             time.sleep(0.01)
 
     def _migrate(self) -> None:
-        conn = self._writer
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(schema.CREATE_MIGRATIONS_TABLE)
-                applied = {int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")}
-                for m in schema.pending(applied):
-                    for statement in m.statements["sqlite"]:
-                        conn.execute(statement)
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, name, applied_at_ns) VALUES (?, ?, ?)",
-                        (m.version, m.name, time.time_ns()),
-                    )
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as e:
-            raise store_error(e) from e
+        with _immediate(self._writer) as conn:
+            conn.execute(schema.CREATE_MIGRATIONS_TABLE)
+            applied = {int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+            for m in schema.pending(applied):
+                for statement in m.statements["sqlite"]:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at_ns) VALUES (?, ?, ?)",
+                    (m.version, m.name, time.time_ns()),
+                )
 
     def write(self, records: Sequence[Record]) -> list[Record]:
         """Store the records not stored yet, and their rollups, in one transaction; return them."""
         if not records:
             return []
-        with self._write_lock:
-            conn = self._writer
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    fresh = self._not_stored(conn, records)
-                    if fresh:
-                        conn.executemany(self._insert, [record_to_row(r) for r in fresh])
-                        conn.executemany(self._upsert, rollup.aggregate(fresh))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as e:
-                raise store_error(e) from e
+        with self._write_lock, _immediate(self._writer) as conn:
+            fresh = self._not_stored(conn, records)
+            if fresh:
+                conn.executemany(self._insert, [record_to_row(r) for r in fresh])
+                conn.executemany(self._upsert, rollup.aggregate(fresh))
         if self._checkpointer is not None:
             self._checkpointer.wake()
         return fresh
