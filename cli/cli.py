@@ -1,11 +1,15 @@
-"""The `llmtally` command."""
+"""The `llmtally` command: `serve`, `demo`, the analytics reports and the jobs over stored records."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
+
+from llmtally.exporter.api.params import GROUPS, LOG_STATUSES, USAGE_STATUSES
+
+from .commands.options import add_filters, add_json, add_range, add_store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -14,41 +18,114 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"llmtally {metadata.version('llmtally')}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser(
-        "demo", help="run an instrumented example app against a local fake provider and show its telemetry"
+
+    demo = commands.add_parser(
+        "demo", help="start a receiver, a fake provider and an instrumented example app, then show the reports"
     )
+    demo.add_argument("--store", help="store URL to use (default: a new SQLite file in a temporary directory)")
+    demo.add_argument("--keep-running", action="store_true", help="keep the receiver running until Ctrl-C")
+
     serve = commands.add_parser("serve", help="run the OTLP receiver: price, store and expose every LLM request")
-    serve.add_argument("--config", help="llmtally.yaml (default: $LLMTALLY_CONFIG, else ./llmtally.yaml if present)")
-    serve.add_argument("--store", help="sqlite:///path/audit.db or postgresql://... (default sqlite:///llmtally.db)")
+    add_store(serve)
     serve.add_argument("--otlp-grpc", metavar="HOST:PORT", help="OTLP/gRPC listen address (default 127.0.0.1:4317)")
     serve.add_argument("--http", metavar="HOST:PORT", help="HTTP listen address (default 127.0.0.1:4318)")
+
+    def report(name: str, help: str, default_range: str, statuses: tuple[str, ...]) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help)
+        add_store(command)
+        add_range(command, default_range)
+        add_filters(command, statuses)
+        add_json(command)
+        return command
+
+    usage = report("usage", "usage and cost, grouped (--by) and filtered", "7d", USAGE_STATUSES)
+    usage.add_argument(
+        "--by",
+        metavar="GROUPS",
+        help=f"comma-separated, among: {', '.join(GROUPS)}",
+    )
+    requests = report("requests", "the request log, newest first (or one request's details)", "7d", LOG_STATUSES)
+    requests.add_argument("id", nargs="?", help="show every stored field of this request")
+    requests.add_argument("--limit", type=int, default=20, help="requests per page (default 20)")
+    requests.add_argument("--cursor", help="the next page's cursor, as printed under the previous page")
+    report("errors", "errors: total, rate, by type, model and provider", "7d", USAGE_STATUSES)
+    report("insights", "cost insights: by operation, trend, top drivers, 30-day projection", "30d", USAGE_STATUSES)
+    report("health", "provider and model health: success rate, latency, status", "24h", USAGE_STATUSES)
+    export = report("export", "every matching request as CSV, JSON or JSONL (streamed)", "30d", LOG_STATUSES)
+    export.add_argument("--format", choices=("csv", "json", "jsonl"), default="csv")
+    export.add_argument("--output", "-o", help="file to write (default: stdout)")
+    export.add_argument("--payloads", action="store_true", help="include captured prompts and completions")
+
+    cleanup = commands.add_parser("cleanup", help="delete records older than N days (or only their payloads)")
+    add_store(cleanup)
+    cleanup.add_argument("--days", type=int, required=True, help="keep this many whole UTC days (and today)")
+    cleanup.add_argument("--dry-run", action="store_true", help="show what would go, change nothing")
+    cleanup.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    cleanup.add_argument("--payloads-only", action="store_true", help="drop captured payloads, keep costs and tokens")
+    add_json(cleanup)
+
+    reprice = commands.add_parser("reprice", help="recompute the costs of stored records with today's prices")
+    add_store(reprice)
+    reprice.add_argument("--since", required=True, help="ISO 8601 date or date-time: reprice records from here")
+    reprice.add_argument("--until", help="up to here (default now)")
+    add_json(reprice)
+
+    price = commands.add_parser("price", help="look a model's price up (overrides first, then genai-prices)")
+    price.add_argument("model")
+    price.add_argument("--provider", help="provider id, e.g. openai, anthropic")
+    price.add_argument("--at", help="ISO 8601 date-time the price applies at (default now)")
+    price.add_argument("--config", help="llmtally.yaml with pricing overrides")
+    add_json(price)
     return parser
+
+
+def _command(name: str) -> Callable[[argparse.Namespace], int]:
+    from .commands import records, reports
+
+    return {
+        "usage": reports.usage,
+        "requests": reports.requests,
+        "errors": reports.errors,
+        "insights": reports.insights,
+        "health": reports.health,
+        "export": records.export,
+        "cleanup": records.cleanup,
+        "reprice": records.reprice,
+        "price": records.price,
+    }[name]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        from llmtally.demo.console import run_demo
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from llmtally.exporter.config import ConfigError
+    from llmtally.exporter.price import PricingConfigError
+    from llmtally.exporter.store import StoreError
 
-        return run_demo()
-    if args.command == "serve":
-        from llmtally.exporter.config import ConfigError, load
-        from llmtally.exporter.price import PricingConfigError
-        from llmtally.exporter.serve import serve
-        from llmtally.exporter.store import StoreError
+    prefix = f"llmtally {args.command}"
+    try:
+        if args.command == "demo":
+            from llmtally.demo.console import run_demo
 
-        try:
-            config = load(args.config, store=args.store, otlp_grpc=args.otlp_grpc, http=args.http)
-            return serve(config)
-        except (ConfigError, PricingConfigError) as error:
-            print(f"llmtally serve: {error}", file=sys.stderr)
-            return 2
-        except (StoreError, OSError) as error:
-            print(f"llmtally serve: {error}", file=sys.stderr)
-            return 1
-    parser.print_help()
-    return 2
+            return run_demo(store=args.store, keep_running=args.keep_running)
+        if args.command == "serve":
+            from llmtally.exporter.config import load
+            from llmtally.exporter.serve import serve
+
+            return serve(load(args.config, store=args.store, otlp_grpc=args.otlp_grpc, http=args.http))
+        return _command(args.command)(args)
+    except (ConfigError, PricingConfigError, ValueError) as error:  # ValueError: bad parameters (QueryError, ...)
+        print(f"{prefix}: {error}", file=sys.stderr)
+        return 2
+    except (StoreError, OSError) as error:
+        print(f"{prefix}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ class Config:
     max_request_bytes: int = 32 * 1024 * 1024
     max_series: int = 10_000
     pricing: Mapping[str, Any] = field(default_factory=dict)
+    api_tokens: tuple[Mapping[str, Any], ...] = ()
+    retention_days: int | None = None
+    retention_payload_days: int | None = None
+    retention_interval_seconds: float = 3600.0
     path: str | None = None
 
 
@@ -43,8 +48,13 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
         "max_request_bytes": ("max_request_bytes", int),
     },
     "metrics": {"max_series": ("max_series", int)},
+    "retention": {
+        "days": ("retention_days", int),
+        "payload_days": ("retention_payload_days", int),
+        "interval_seconds": ("retention_interval_seconds", float),
+    },
 }
-_TOP = {"store", "receiver", "metrics", "pricing"}
+_TOP = {"store", "receiver", "metrics", "pricing", "api", "retention"}
 
 
 def load(path: str | None = None, *, env: Mapping[str, str] | None = None, **flags: str | None) -> Config:
@@ -89,6 +99,13 @@ def _read(path: str) -> dict[str, Any]:
                 raise ConfigError(f"{path}: unknown key {section}.{key} (known: {', '.join(sorted(keys))})")
             name, kind = keys[key]
             values[name] = _typed(item, kind, f"{section}.{key}")
+    api = data.get("api") or {}
+    if not isinstance(api, dict) or set(api) - {"tokens"}:
+        raise ConfigError(f"{path}: api must be a mapping with the key tokens")
+    tokens = api.get("tokens") or []
+    if not isinstance(tokens, list):
+        raise ConfigError(f"{path}: api.tokens must be a list")
+    values["api_tokens"] = tuple(tokens)
     pricing = data.get("pricing") or {}
     if not isinstance(pricing, dict):
         raise ConfigError(f"{path}: pricing must be a mapping")
@@ -107,6 +124,16 @@ def _typed(item: Any, kind: type, key: str) -> Any:
     if isinstance(item, (int, float)) and item < 0:
         raise ConfigError(f"{key} must not be negative")
     return item
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def split_address(address: str, key: str = "address") -> tuple[str, int]:

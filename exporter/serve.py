@@ -8,7 +8,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 
-from .config import Config, split_address
+from .api.auth import parse_tokens
+from .api.routes import create_router, install
+from .config import Config, ConfigError, is_loopback, split_address
+from .maintenance.retention import Scheduler
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .price import Pricer, PricingConfig
@@ -30,6 +33,13 @@ def redact(url: str) -> str:
 def serve(config: Config) -> int:
     """Runs the receiver; returns once it has stopped cleanly (every acknowledged batch stored)."""
     pricer = Pricer(PricingConfig.from_dict(config.pricing))
+    tokens = parse_tokens(config.api_tokens)
+    host, port = split_address(config.http, "http")
+    if not tokens and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to serve the analytics API on {host} without API tokens: anyone who can reach it would read "
+            "every request. Configure api.tokens in llmtally.yaml, or listen on 127.0.0.1"
+        )
     store = open_store(config.store)
     metrics = Metrics(config.max_series)
     pipeline = Pipeline(store, metrics, max_queued=config.queue_records).start()
@@ -43,14 +53,18 @@ def serve(config: Config) -> int:
     app = create_app(
         ingest, metrics, ready=ready, max_request_bytes=config.max_request_bytes, retry_after=config.retry_after_seconds
     )
-    host, port = split_address(config.http, "http")
+    install(app, create_router(store, tokens, pricer), config.retry_after_seconds)
+    retention = Scheduler(
+        store, config.retention_days, config.retention_payload_days, config.retention_interval_seconds
+    ).start()
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
     )
     grpc_host = split_address(config.otlp_grpc)[0]
     print(
         f"llmtally serve: OTLP/gRPC {grpc_host}:{grpc_port}, HTTP {host}:{port} "
-        f"(/v1/logs /v1/traces /v1/metrics /metrics /healthz /readyz), store {redact(config.store)}",
+        f"(/v1/logs /v1/traces /v1/metrics /metrics /healthz /readyz /api/v1, "
+        f"API tokens {'required' if tokens else 'off: loopback only'}), store {redact(config.store)}",
         file=sys.stderr,
         flush=True,
     )
@@ -62,6 +76,7 @@ def serve(config: Config) -> int:
         server.run()
     finally:
         grpc_server.stop(grace=5).wait()
+        retention.close()
         pipeline.close()
         store.close()
         print("llmtally serve: stopped; every acknowledged batch is stored", file=sys.stderr, flush=True)

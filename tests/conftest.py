@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import llmtally
 from llmtally.demo.fake_provider import FakeProvider
+from pg_server import PostgresServer
 
 
 @dataclass
@@ -141,3 +142,35 @@ def provider(provider_server: FakeProvider) -> FakeProvider:
     """The session's fake provider, with scripts and recorded requests cleared."""
     provider_server.reset()
     return provider_server
+
+
+def new_pg_server() -> PostgresServer:
+    """A new (not started) PostgreSQL cluster; fails, never skips, when Debian's binaries are missing."""
+    try:
+        return PostgresServer.create()
+    except FileNotFoundError as e:
+        pytest.fail(str(e))
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (Debian's binaries, loopback, throwaway data directory, stopped by
+    PID); each test that needs one gets its own database."""
+    server = new_pg_server()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """A fresh, empty store: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/audit.db"
+        return
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    dsn = server.create_database()
+    yield dsn
+    server.drop_database(dsn)

@@ -26,7 +26,6 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 
 from instrumented_app import APP_CALLS, run_instrumented_app
 from llmtally.exporter.store import open_store
-from pg_server import PostgresServer
 from receiver import Receiver, metric_sum
 
 ALL_TIME = (0, 2**63 - 1)
@@ -100,20 +99,11 @@ def test_instrumented_app_is_stored_priced_and_exposed(provider, tmp_path, proto
     check_app_records(url, exposition)
 
 
-@pytest.fixture(scope="module")
-def postgres():
-    """A PostgreSQL server from Debian's package, on loopback, in a throwaway directory."""
-    server = PostgresServer.create()
-    server.start()
-    yield server
-    server.destroy()
-
-
 @pytest.fixture
-def postgres_dsn(postgres):
-    dsn = postgres.create_database()
+def postgres_dsn(pg_server):
+    dsn = pg_server.create_database()
     yield dsn
-    postgres.drop_database(dsn)
+    pg_server.drop_database(dsn)
 
 
 def test_instrumented_app_into_postgresql(provider, tmp_path, postgres_dsn):
@@ -342,17 +332,17 @@ def test_health_and_readiness(sqlite_receiver):
     assert metrics_answer.status_code == 200
 
 
-def test_database_that_goes_away_refuses_with_503_and_loses_nothing(tmp_path, postgres, postgres_dsn):
+def test_database_that_goes_away_refuses_with_503_and_loses_nothing(tmp_path, pg_server, postgres_dsn):
     receiver = Receiver(tmp_path, postgres_dsn, receiver={"retry_after_seconds": 1}).start()
     logs = f"{receiver.http_url}/v1/logs"
     try:
         assert httpx.post(logs, content=audit_logs(30).SerializeToString(), headers=PROTOBUF).status_code == 200
-        postgres.stop()
+        pg_server.stop()
         refused = httpx.post(logs, content=audit_logs(20, start=30).SerializeToString(), headers=PROTOBUF, timeout=60)
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         assert status_pb2.Status.FromString(refused.content).code == 14  # UNAVAILABLE
         assert httpx.get(f"{receiver.http_url}/readyz").status_code == 503
-        postgres.start()
+        pg_server.start()
         # The client retries the refused batch: stored once, and counted once.
         retried = httpx.post(logs, content=audit_logs(20, start=30).SerializeToString(), headers=PROTOBUF, timeout=60)
         assert retried.status_code == 200

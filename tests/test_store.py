@@ -15,12 +15,13 @@ import psycopg
 import pytest
 from psycopg import errors as pgerrors
 
+from conftest import new_pg_server
 from llmtally.exporter.normalise.record import Record
 from llmtally.exporter.store import GROUPS, Store, StoreError, StoreFull, StoreUnavailable, open_store, schema
 from llmtally.exporter.store.postgres import store_error as postgres_store_error
 from llmtally.exporter.store.rollup import DIMENSIONS
 from llmtally.exporter.store.sqlite import SQLiteStore
-from pg_server import PostgresServer, free_port
+from pg_server import free_port
 
 HOUR = 3_600_000_000_000
 DAY = 24 * HOUR
@@ -43,36 +44,6 @@ FLOAT_SUMS = ("duration_s_sum", "ttft_s_sum")
 
 
 # --- fixtures ----------------------------------------------------------------------------------------------------
-
-
-def new_pg_server() -> PostgresServer:
-    """A new (not started) PostgreSQL cluster; fails, never skips, when Debian's binaries are missing."""
-    try:
-        return PostgresServer.create()
-    except FileNotFoundError as e:
-        pytest.fail(str(e))
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
-    """One real PostgreSQL server for the session (Debian's binaries); each test gets its own database."""
-    server = new_pg_server()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.destroy()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/audit.db"
-        return
-    server: PostgresServer = request.getfixturevalue("pg_server")
-    dsn = server.create_database()
-    yield dsn
-    server.drop_database(dsn)
 
 
 @pytest.fixture
@@ -250,7 +221,7 @@ def test_schema_has_the_tables_and_indexes(store: Store):
     store.write([make(1, start_ns=T0 + 1_500_000_000)])
     (value,) = store._query("SELECT start_time FROM completion_records", ())[0]  # type: ignore[attr-defined]
     assert str(value).replace(" ", "T").startswith("2026-01-01T00:00:01.5")  # human-readable start, derived
-    assert store.schema_versions() == [1]  # type: ignore[attr-defined]
+    assert store.schema_versions() == [m.version for m in schema.MIGRATIONS] == [1, 2]  # type: ignore[attr-defined]
 
 
 def test_records_between_is_a_half_open_range_in_time_order(store: Store):
@@ -380,18 +351,18 @@ def test_migrations_are_applied_once(store_url: str, monkeypatch):
         assert errors == []
         stores.append(open_store(store_url))  # and once more later
         for s in stores:
-            assert s.schema_versions() == [1]  # type: ignore[attr-defined]
-        assert stores[0]._query("SELECT COUNT(*) FROM schema_migrations", ())[0][0] == 1  # type: ignore[attr-defined]
+            assert s.schema_versions() == [1, 2]  # type: ignore[attr-defined]
+        assert stores[0]._query("SELECT COUNT(*) FROM schema_migrations", ())[0][0] == 2  # type: ignore[attr-defined]
 
         extra = schema.Migration(
-            2,
+            3,
             "test table",
             {d: ("CREATE TABLE IF NOT EXISTS migration_test (x INTEGER)",) for d in ("sqlite", "postgresql")},
         )
         monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, extra))
         stores.append(open_store(store_url))
         stores.append(open_store(store_url))
-        assert stores[-1].schema_versions() == [1, 2]  # type: ignore[attr-defined]
+        assert stores[-1].schema_versions() == [1, 2, 3]  # type: ignore[attr-defined]
         assert stores[-1]._query("SELECT COUNT(*) FROM migration_test", ())[0][0] == 0  # type: ignore[attr-defined]
     finally:
         for s in stores:

@@ -39,6 +39,26 @@ class PriceInfo:
     cache_write_per_mtok: Decimal | None
     tiers: tuple[tuple[str, int, Decimal], ...] = ()
 
+    def as_json(self) -> dict[str, object]:
+        """The prices as JSON-ready values (decimal strings, exact)."""
+
+        def text(value: Decimal | None) -> str | None:
+            return None if value is None else str(value)
+
+        return {
+            "source": self.source,
+            "provider": self.provider,
+            "model": self.model,
+            "input_per_mtok_usd": text(self.input_per_mtok),
+            "output_per_mtok_usd": text(self.output_per_mtok),
+            "cache_read_per_mtok_usd": text(self.cache_read_per_mtok),
+            "cache_write_per_mtok_usd": text(self.cache_write_per_mtok),
+            "tiers": [
+                {"price": name, "above_input_tokens": start, "per_mtok_usd": str(price)}
+                for name, start, price in self.tiers
+            ],
+        }
+
 
 class _Schedule(Protocol):
     source: str

@@ -1,8 +1,10 @@
-"""The HTTP port: OTLP/HTTP (`/v1/logs`, `/v1/traces`, `/v1/metrics`), `/metrics`, `/healthz`, `/readyz`."""
+"""The HTTP port: OTLP/HTTP (`/v1/logs`, `/v1/traces`, `/v1/metrics`), `/metrics`, `/healthz`, `/readyz`; the
+analytics API's routes are added to the same app by `serve`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib.metadata import version
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -23,7 +25,14 @@ def create_app(
     max_request_bytes: int,
     retry_after: float,
 ) -> FastAPI:
-    app = FastAPI(title="llmtally", docs_url=None, redoc_url=None, openapi_url="/api/v1/openapi.json")
+    app = FastAPI(
+        title="llmtally",
+        summary="LLM usage, cost and audit analytics: the receiver's query API",
+        version=version("llmtally"),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+    )
 
     async def export(kind: str, request: Request) -> Response:
         media = decode.JSON if request.headers.get("content-type", "").startswith(decode.JSON) else decode.PROTOBUF

@@ -8,15 +8,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
 from ..normalise.record import Record
 from .errors import StoreError, StoreFull, StoreUnavailable
 from .rollup import GROUPS, UsageRow
+from .select import BadCursor, Cursor, Selection
 
-__all__ = ["GROUPS", "Store", "StoreError", "StoreFull", "StoreUnavailable", "UsageRow", "open_store"]
+__all__ = [
+    "GROUPS",
+    "BadCursor",
+    "Cursor",
+    "Selection",
+    "Store",
+    "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
+    "UsageRow",
+    "open_store",
+]
 
 _SQLITE = "sqlite:///"
 
@@ -37,10 +49,45 @@ class Store(Protocol):
         """The stored record with this id, if any."""
         ...
 
-    def usage(self, group_by: Sequence[str], start_ns: int, end_ns: int) -> list[UsageRow]:
-        """Rollup sums of the hours starting in [start_ns, end_ns) (exact for hour-aligned bounds), one dict per
-        group: the `group_by` values (names from `GROUPS`; "hour"/"day" as bucket start ns, UTC) then the sums.
-        No group_by: one row of totals. Raises ValueError for other names."""
+    def usage(
+        self, group_by: Sequence[str], start_ns: int, end_ns: int, filters: Mapping[str, str] | None = None
+    ) -> list[UsageRow]:
+        """Sums over the records starting in [start_ns, end_ns) that match `filters` (rollup dimension -> value,
+        '' for none), one dict per group: the `group_by` values (names from `GROUPS`; "hour"/"day" as bucket start
+        ns, UTC) then the sums. No group_by: one row of totals. Read from the rollups (exact for any bounds).
+        Raises ValueError for other names."""
+        ...
+
+    def page(
+        self, selection: Selection, limit: int, cursor: Cursor | None = None, *, newest_first: bool = True
+    ) -> tuple[list[Record], Cursor | None]:
+        """Up to `limit` records of `selection` after `cursor`, and the next page's cursor (None after the last).
+        Pages are taken among the records stored when the first page was read: none repeats, none is skipped."""
+        ...
+
+    def iter_records(self, selection: Selection, chunk: int = 2000, *, newest_first: bool = False) -> Iterator[Record]:
+        """Every record of `selection`, `chunk` per query (constant memory)."""
+        ...
+
+    def count_matching(self, selection: Selection) -> int: ...
+
+    def snapshot(self) -> int:
+        """A position that grows with every stored record (what a page cursor is bounded by)."""
+        ...
+
+    def oldest_start_ns(self) -> int | None: ...
+
+    def delete_between(self, start_ns: int, end_ns: int) -> int:
+        """Deletes the records of [start_ns, end_ns) (whole UTC days) and their rollups in one transaction."""
+        ...
+
+    def drop_payloads_between(self, start_ns: int, end_ns: int) -> int:
+        """Clears captured prompts and completions in [start_ns, end_ns), keeping the rest."""
+        ...
+
+    def reprice_between(self, start_ns: int, end_ns: int, reprice: Callable[[Record], bool]) -> int:
+        """Applies `reprice` to the records of [start_ns, end_ns) (within one UTC day) and stores those it changed,
+        with the day's rollups recomputed, in one transaction."""
         ...
 
     def records_between(self, start_ns: int, end_ns: int, limit: int = 1000) -> list[Record]:

@@ -25,6 +25,11 @@ _BOOL_INDEXES = tuple(COLUMNS.index(name) for name in BOOL_FIELDS)
 _JSON_INDEXES = tuple(COLUMNS.index(name) for name in JSON_FIELDS)
 
 
+def to_json(value: Any) -> str:
+    """A list or dict as the compact JSON text the store keeps."""
+    return _compact(value)
+
+
 def record_to_row(r: Record) -> tuple[Any, ...]:
     """The row to insert for `r` (values in `COLUMNS` order)."""
     row: tuple[Any, ...] = _scalars(r)

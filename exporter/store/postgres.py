@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -41,24 +42,27 @@ def store_error(e: psycopg.Error) -> StoreError:
 
 
 _STAGING = (  # per-connection tables that COPY fills, emptied at each commit
-    f"CREATE TEMP TABLE incoming_records (LIKE {RECORDS}) ON COMMIT DELETE ROWS",
-    f"CREATE TEMP TABLE incoming_rollup (LIKE {rollup.TABLE}) ON COMMIT DELETE ROWS",
+    f"CREATE TEMP TABLE incoming_records ON COMMIT DELETE ROWS AS SELECT {COLUMN_LIST} FROM {RECORDS} WITH NO DATA",
+    *(f"CREATE TEMP TABLE incoming_{r.table} (LIKE {r.table}) ON COMMIT DELETE ROWS" for r in rollup.ROLLUPS),
 )
-_ROLLUP_COLUMNS = ", ".join((*rollup.KEY, *rollup.SUMS))
 _COPY_RECORDS = f"COPY incoming_records ({COLUMN_LIST}) FROM STDIN"
-_COPY_ROLLUP = f"COPY incoming_rollup ({_ROLLUP_COLUMNS}) FROM STDIN"
 # In record_id order, so that concurrent writers lock ids in one order (no deadlocks); a conflicting id that another
 # transaction is inserting is waited for, then skipped if it committed.
 _INSERT_NEW = (
     f"INSERT INTO {RECORDS} ({COLUMN_LIST}) SELECT {COLUMN_LIST} FROM incoming_records ORDER BY record_id "
     "ON CONFLICT (record_id) DO NOTHING RETURNING record_id"
 )
-# One row per key (aggregated in Python), added to the stored sums; in key order, for the same reason.
-_ADD_ROLLUP = (
-    f"INSERT INTO {rollup.TABLE} ({_ROLLUP_COLUMNS}) SELECT {_ROLLUP_COLUMNS} FROM incoming_rollup "
-    f"ORDER BY {', '.join(rollup.KEY)} ON CONFLICT ({', '.join(rollup.KEY)}) DO UPDATE SET "
-    + ", ".join(f"{c} = {rollup.TABLE}.{c} + excluded.{c}" for c in rollup.SUMS)
+# Per rollup: COPY one row per key (aggregated in Python), then add them to the stored sums in key order, for the
+# same reason.
+_ROLLUP_WRITES = tuple(
+    (
+        r,
+        f"COPY incoming_{r.table} ({', '.join((r.bucket, *rollup.DIMENSIONS, *rollup.SUMS))}) FROM STDIN",
+        rollup.upsert_sql(r, "%s", source=f"incoming_{r.table}"),
+    )
+    for r in rollup.ROLLUPS
 )
+_LOCK_ROLLUPS = f"LOCK TABLE {', '.join(r.table for r in rollup.ROLLUPS)} IN EXCLUSIVE MODE"
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -99,10 +103,25 @@ class _Connection:
         self._drop()
 
 
+class _Transaction:
+    def __init__(self, cur: psycopg.Cursor[tuple[Any, ...]]) -> None:
+        self._cur = cur
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._cur.execute(sql, params).fetchall()
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._cur.execute(sql, params).rowcount
+
+    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        self._cur.executemany(sql, params)
+
+
 class PostgresStore(SQLStore):
     """Audit store in PostgreSQL. Several stores (processes) may write the same ids at once: each counts once."""
 
     placeholder = "%s"
+    seq_column = "seq"
 
     def __init__(self, dsn: str) -> None:
         try:
@@ -146,13 +165,35 @@ class PostgresStore(SQLStore):
                     stored = {v for (v,) in cur.execute(_INSERT_NEW).fetchall()}
                     fresh = [r for r in unique if r.record_id in stored]
                     if fresh:
-                        with cur.copy(_COPY_ROLLUP) as copy:
-                            for row in rollup.aggregate(fresh):
-                                copy.write_row(row)
-                        cur.execute(_ADD_ROLLUP)
+                        hourly = rollup.aggregate(fresh)
+                        for table, copy_sql, upsert in _ROLLUP_WRITES:
+                            with cur.copy(copy_sql) as copy:
+                                rows = hourly if table is rollup.HOURLY else rollup.coarsen(hourly, table.width_ns)
+                                for row in rows:
+                                    copy.write_row(row)
+                            cur.execute(upsert)
             except psycopg.Error as e:  # rolled back; a broken connection is replaced by the next get()
                 raise store_error(e) from e
         return fresh
+
+    @contextlib.contextmanager
+    def _transaction(self, lock_rollups: bool = False) -> Iterator[_Transaction]:
+        with self._writer.lock:
+            try:
+                conn = self._writer.get()
+                with conn.transaction(), conn.cursor() as cur:
+                    if lock_rollups:
+                        # Receivers add to the rollups after inserting their records: holding the rollups until
+                        # commit means a concurrent batch is either wholly seen here or adds to what this leaves.
+                        cur.execute(_LOCK_ROLLUPS)
+                    yield _Transaction(cur)
+            except psycopg.Error as e:
+                raise store_error(e) from e
+
+    def snapshot(self) -> int:
+        sql = f"SELECT pg_sequence_last_value(pg_get_serial_sequence('{RECORDS}', 'seq')::regclass)"
+        value = self._query(sql, ())[0][0]
+        return 0 if value is None else int(value)
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self._reader.lock:

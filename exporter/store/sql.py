@@ -1,18 +1,22 @@
-"""What both SQL stores share: the statements and the read methods; subclasses bring connections and write()."""
+"""What both SQL stores share: the statements and the read and maintenance methods; subclasses bring connections,
+transactions and write()."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
 from ..normalise.record import Record
 from . import rollup
-from .columns import COLUMN_LIST, row_to_record
+from .columns import COLUMN_LIST, row_to_record, to_json
 from .errors import StoreError
+from .select import Cursor, Selection
 
-RECORDS = "completion_records"
+RECORDS = rollup.RECORDS
+_COST_UPDATE_COLUMNS = ("provider_cost_nusd", "customer_cost_nusd", "price_source", "priced", "events")
 
 
 def first_of_each_id(records: Sequence[Record]) -> list[Record]:
@@ -26,14 +30,36 @@ def first_of_each_id(records: Sequence[Record]) -> list[Record]:
     return unique
 
 
+class Transaction(Protocol):
+    """Statements inside one write transaction (committed when the context ends without an exception)."""
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Runs one statement; returns the number of rows it changed."""
+        ...
+
+    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None: ...
+
+
 class SQLStore(ABC):
     """The audit store over one SQL database (see `llmtally.exporter.store.Store` for the contract)."""
 
     placeholder: ClassVar[str]
+    seq_column: ClassVar[str]  # grows with every insert: what a page's snapshot is measured in
 
     @abstractmethod
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Rows of one read-only statement, on a reading connection; raises StoreError."""
+
+    @abstractmethod
+    def _transaction(self, lock_rollups: bool = False) -> AbstractContextManager[Transaction]:
+        """A write transaction on the writer connection (serialised with write()); `lock_rollups` keeps other
+        writers from changing the rollups until it ends. Raises StoreError (rolled back)."""
+
+    @abstractmethod
+    def snapshot(self) -> int:
+        """The `seq_column` value of the last record stored (0 when none)."""
 
     @abstractmethod
     def write(self, records: Sequence[Record]) -> list[Record]: ...
@@ -63,9 +89,114 @@ class SQLStore(ABC):
         )
         return [row_to_record(row) for row in self._query(sql, (start_ns, end_ns, limit))]
 
-    def usage(self, group_by: Sequence[str], start_ns: int, end_ns: int) -> list[rollup.UsageRow]:
-        sql, names = rollup.usage_sql(group_by, self.placeholder)
-        return [dict(zip(names, row, strict=True)) for row in self._query(sql, (start_ns, end_ns))]
+    def usage(
+        self, group_by: Sequence[str], start_ns: int, end_ns: int, filters: Mapping[str, str] | None = None
+    ) -> list[rollup.UsageRow]:
+        sql, params, names = rollup.usage_sql(group_by, start_ns, end_ns, filters or {}, self.placeholder)
+        return [dict(zip(names, row, strict=True)) for row in self._query(sql, params)]
+
+    def page(
+        self, selection: Selection, limit: int, cursor: Cursor | None = None, *, newest_first: bool = True
+    ) -> tuple[list[Record], Cursor | None]:
+        """Up to `limit` records of `selection` after `cursor` (from the start when None), newest first or oldest
+        first, and the cursor of the next page (None after the last)."""
+        p = self.placeholder
+        snapshot = cursor.snapshot if cursor else self.snapshot()
+        where, params = selection.where(p)
+        where += f" AND {self.seq_column} <= {p}"
+        params.append(snapshot)
+        direction, compare = ("DESC", "<") if newest_first else ("ASC", ">")
+        if cursor is not None:
+            where += f" AND (start_time_ns, record_id) {compare} ({p}, {p})"
+            params += [cursor.start_time_ns, cursor.record_id]
+        sql = (
+            f"SELECT {COLUMN_LIST} FROM {RECORDS} WHERE {where} "
+            f"ORDER BY start_time_ns {direction}, record_id {direction} LIMIT {p}"
+        )
+        rows = self._query(sql, [*params, limit + 1])
+        records = [row_to_record(row) for row in rows[:limit]]
+        if len(rows) <= limit:
+            return records, None
+        last = records[-1]
+        return records, Cursor(snapshot, last.start_time_ns, last.record_id)
+
+    def iter_records(self, selection: Selection, chunk: int = 2000, *, newest_first: bool = False) -> Iterator[Record]:
+        """Every record of `selection` as stored when the iteration starts, `chunk` rows per query."""
+        records, cursor = self.page(selection, chunk, newest_first=newest_first)
+        yield from records
+        while cursor is not None:
+            records, cursor = self.page(selection, chunk, cursor, newest_first=newest_first)
+            yield from records
+
+    def count_matching(self, selection: Selection) -> int:
+        where, params = selection.where(self.placeholder)
+        return int(self._query(f"SELECT COUNT(*) FROM {RECORDS} WHERE {where}", params)[0][0])
+
+    def oldest_start_ns(self) -> int | None:
+        """The start time of the oldest stored record."""
+        value = self._query(f"SELECT MIN(start_time_ns) FROM {RECORDS}", ())[0][0]
+        return None if value is None else int(value)
+
+    def delete_between(self, start_ns: int, end_ns: int) -> int:
+        """Deletes the records starting in [start_ns, end_ns) (whole UTC days) and their rollups, in one transaction;
+        returns how many records went."""
+        _check_days(start_ns, end_ns)
+        p = self.placeholder
+        with self._transaction(lock_rollups=True) as tx:
+            deleted = tx.run(
+                f"DELETE FROM {RECORDS} WHERE start_time_ns >= {p} AND start_time_ns < {p}", (start_ns, end_ns)
+            )
+            for r in rollup.ROLLUPS:
+                tx.run(f"DELETE FROM {r.table} WHERE {r.bucket} >= {p} AND {r.bucket} < {p}", (start_ns, end_ns))
+        return deleted
+
+    def drop_payloads_between(self, start_ns: int, end_ns: int) -> int:
+        """Clears the captured prompts and completions of the records starting in [start_ns, end_ns), keeping
+        everything else (tokens, costs); returns how many records had some."""
+        p = self.placeholder
+        sql = (
+            f"UPDATE {RECORDS} SET input_messages = NULL, output_messages = NULL WHERE start_time_ns >= {p} "
+            f"AND start_time_ns < {p} AND (input_messages IS NOT NULL OR output_messages IS NOT NULL)"
+        )
+        with self._transaction() as tx:
+            return tx.run(sql, (start_ns, end_ns))
+
+    def reprice_between(self, start_ns: int, end_ns: int, reprice: Callable[[Record], bool]) -> int:
+        """Calls `reprice` on each record starting in [start_ns, end_ns) (within one UTC day); the records it says it
+        changed are updated (costs, price source, priced, events) and the day's rollups recomputed from the records,
+        all in one transaction. Returns how many records changed."""
+        day = start_ns - start_ns % rollup.DAY_NS
+        if end_ns > day + rollup.DAY_NS:
+            raise ValueError("reprice_between covers at most one UTC day")
+        p = self.placeholder
+        with self._transaction(lock_rollups=True) as tx:
+            rows = tx.rows(
+                f"SELECT {COLUMN_LIST} FROM {RECORDS} WHERE start_time_ns >= {p} AND start_time_ns < {p}",
+                (start_ns, end_ns),
+            )
+            changed = [r for r in map(row_to_record, rows) if reprice(r)]
+            if not changed:
+                return 0
+            sets = ", ".join(f"{c} = {p}" for c in _COST_UPDATE_COLUMNS)
+            tx.many(
+                f"UPDATE {RECORDS} SET {sets} WHERE record_id = {p}",
+                [
+                    (
+                        r.provider_cost_nusd,
+                        r.customer_cost_nusd,
+                        r.price_source,
+                        r.priced,
+                        to_json(r.events),
+                        r.record_id,
+                    )
+                    for r in changed
+                ],
+            )
+            for r in rollup.ROLLUPS:
+                delete, insert = rollup.rebuild_sql(r, p)
+                tx.run(delete, (day, day + rollup.DAY_NS))
+                tx.run(insert, (day, day + rollup.DAY_NS))
+        return len(changed)
 
     def schema_versions(self) -> list[int]:
         """The applied migration versions, in order."""
@@ -76,3 +207,8 @@ class SQLStore(ABC):
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+
+def _check_days(start_ns: int, end_ns: int) -> None:
+    if start_ns % rollup.DAY_NS or end_ns % rollup.DAY_NS:
+        raise ValueError("the range must start and end on UTC day boundaries (rollups are kept per day)")

@@ -96,10 +96,25 @@ class _Checkpointer:
         self._thread.join()
 
 
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql, params).fetchall()
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(sql, params).rowcount
+
+    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        self._conn.executemany(sql, params)
+
+
 class SQLiteStore(SQLStore):
     """Audit store in one SQLite file (or `:memory:`). write() runs on one thread at a time; reads may run on others."""
 
     placeholder = "?"
+    seq_column = "rowid"  # never VACUUMed by llmtally, so rowids only grow
 
     def __init__(self, path: str, *, busy_timeout_s: float = 10.0) -> None:
         self.path = path
@@ -111,7 +126,7 @@ class SQLiteStore(SQLStore):
             except OSError as e:
                 raise StoreUnavailable(f"cannot create the directory of {path}: {e}") from e
         self._insert = f"INSERT INTO {RECORDS} ({COLUMN_LIST}) VALUES ({', '.join(['?'] * len(COLUMNS))})"
-        self._upsert = rollup.upsert_sql(self.placeholder)
+        self._upserts = [(r, rollup.upsert_sql(r, self.placeholder)) for r in rollup.ROLLUPS]
         self._write_lock = threading.Lock()
         # An in-memory database exists only on its one connection: reads share it (and its lock).
         self._read_lock = self._write_lock if memory else threading.Lock()
@@ -179,7 +194,9 @@ class SQLiteStore(SQLStore):
             fresh = self._not_stored(conn, records)
             if fresh:
                 conn.executemany(self._insert, [record_to_row(r) for r in fresh])
-                conn.executemany(self._upsert, rollup.aggregate(fresh))
+                hourly = rollup.aggregate(fresh)
+                for r, upsert in self._upserts:
+                    conn.executemany(upsert, hourly if r is rollup.HOURLY else rollup.coarsen(hourly, r.width_ns))
         if self._checkpointer is not None:
             self._checkpointer.wake()
         return fresh
@@ -199,6 +216,17 @@ class SQLiteStore(SQLStore):
                 seen.add(r.record_id)
                 fresh.append(r)
         return fresh
+
+    @contextlib.contextmanager
+    def _transaction(self, lock_rollups: bool = False) -> Iterator[_Transaction]:
+        # BEGIN IMMEDIATE already keeps every other writer out until the end.
+        with self._write_lock, _immediate(self._writer) as conn:
+            yield _Transaction(conn)
+        if self._checkpointer is not None:
+            self._checkpointer.wake()
+
+    def snapshot(self) -> int:
+        return int(self._query(f"SELECT COALESCE(MAX(rowid), 0) FROM {RECORDS}", ())[0][0])
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self._read_lock:

@@ -1,0 +1,54 @@
+"""Options every analytics command shares: where the store is, the time range, the filters, --json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from llmtally.exporter.api.params import FILTERS, RANGES, Filters, TimeRange, time_range
+from llmtally.exporter.config import load
+from llmtally.exporter.store import Store, open_store
+
+
+def add_store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="llmtally.yaml (default: $LLMTALLY_CONFIG, else ./llmtally.yaml if present)")
+    parser.add_argument("--store", help="sqlite:///path/audit.db or postgresql://... (default sqlite:///llmtally.db)")
+
+
+def add_range(parser: argparse.ArgumentParser, default: str) -> None:
+    group = parser.add_argument_group("time range (UTC)")
+    group.add_argument("--range", choices=RANGES, help=f"default {default}; custom needs --start")
+    group.add_argument("--start", help="ISO 8601 date or date-time")
+    group.add_argument("--end", help="ISO 8601 date (inclusive) or date-time (exclusive); default now")
+    parser.set_defaults(default_range=default)
+
+
+def add_filters(parser: argparse.ArgumentParser, statuses: tuple[str, ...]) -> None:
+    group = parser.add_argument_group("filters")
+    for name in FILTERS:
+        group.add_argument(f"--{name.replace('_', '-')}", dest=f"filter_{name}", metavar="VALUE")
+    group.add_argument("--status", choices=statuses)
+    parser.set_defaults(statuses=statuses)
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON (for scripts) instead of tables")
+
+
+def open_from(args: argparse.Namespace) -> Store:
+    """The store the command reads: --store, else $LLMTALLY_STORE, else the config file's, else the default."""
+    config = load(args.config, store=args.store)
+    return open_store(config.store)
+
+
+def asked(args: argparse.Namespace) -> tuple[TimeRange, Filters]:
+    span = time_range(args.range, args.start, args.end, default=args.default_range)
+    values: dict[str, str | None] = {name: getattr(args, f"filter_{name}") for name in FILTERS}
+    return span, Filters.parse({**values, "status": args.status}, args.statuses)
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")

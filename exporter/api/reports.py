@@ -1,0 +1,315 @@
+"""The reports: usage, request log, errors, cost insights and provider/model health, as JSON-ready dicts.
+
+Every report reads the audit store through `Store.usage` (rollups) or `Store.page` (records); costs are given in
+USD and, exactly, in nano-USD (`*_nusd`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..normalise.record import Record
+from ..store import Store, UsageRow
+from ..store.select import Cursor
+from .params import BUCKET_WIDTH, FILTERS, Filters, TimeRange, buckets, group_column, iso
+
+_TOKENS = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens", "total_tokens")
+_ZERO: UsageRow = {
+    **dict.fromkeys(
+        ("requests", "errors", *_TOKENS, "provider_cost_nusd", "customer_cost_nusd", "unpriced_requests", "ttft_count"),
+        0,
+    ),
+    "duration_s_sum": 0.0,
+    "ttft_s_sum": 0.0,
+}
+_PUBLIC = {column: name for name, column in FILTERS.items()}
+# Health: success rate at or above each bound, else the next; the error-rate alert thresholds are 10% and 25%.
+HEALTH_BOUNDS = (("healthy", 0.95), ("degraded", 0.90), ("warning", 0.75))
+SLOW_LATENCY_MS = 30_000.0  # a healthy success rate with a mean latency above this is reported degraded
+
+
+def usd(nusd: int) -> float:
+    return round(nusd / 1e9, 9)
+
+
+def _rate(part: float, whole: float) -> float:
+    return round(part / whole, 6) if whole else 0.0
+
+
+def figures(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The public figures of a rollup sum row."""
+    requests = int(row["requests"])
+    ttft_count = int(row["ttft_count"])
+    return {
+        "requests": requests,
+        "errors": int(row["errors"]),
+        "error_rate": _rate(int(row["errors"]), requests),
+        **{t: int(row[t]) for t in _TOKENS},
+        "provider_cost_usd": usd(int(row["provider_cost_nusd"])),
+        "customer_cost_usd": usd(int(row["customer_cost_nusd"])),
+        "provider_cost_nusd": int(row["provider_cost_nusd"]),
+        "customer_cost_nusd": int(row["customer_cost_nusd"]),
+        "unpriced_requests": int(row["unpriced_requests"]),
+        "avg_latency_ms": round(float(row["duration_s_sum"]) * 1000 / requests, 3) if requests else None,
+        "avg_ttft_ms": round(float(row["ttft_s_sum"]) * 1000 / ttft_count, 3) if ttft_count else None,
+    }
+
+
+def _sum_rows(rows: Sequence[UsageRow]) -> UsageRow:
+    total = dict(_ZERO)
+    for row in rows:
+        for key in total:
+            total[key] += row[key]  # type: ignore[operator]
+    return total
+
+
+def _fill(rows: list[UsageRow], names: Sequence[str], span: TimeRange) -> list[UsageRow]:
+    """Rows for the hour/day buckets with no requests (zeros), for every combination of the other groups seen."""
+    time_name = next((n for n in names if n in BUCKET_WIDTH), None)
+    if time_name is None:
+        return rows
+    others = [n for n in names if n != time_name]
+    seen = {tuple(row[n] for n in names) for row in rows}
+    combos = {tuple(row[n] for n in others) for row in rows} or ({()} if not others else set())
+    filled = list(rows)
+    for combo in combos:
+        values = dict(zip(others, combo, strict=True))
+        for bucket in buckets(span, BUCKET_WIDTH[time_name]):
+            key = {**values, time_name: bucket}
+            if tuple(key[n] for n in names) not in seen:
+                filled.append({**key, **_ZERO})
+    filled.sort(key=lambda row: tuple(row[n] for n in names))
+    return filled
+
+
+def _group_value(name: str, value: Any) -> Any:
+    return iso(int(value)) if name in BUCKET_WIDTH else value
+
+
+def usage(store: Store, span: TimeRange, filters: Filters, groups: Sequence[str]) -> dict[str, Any]:
+    """Sums per group (public names, hour/day as RFC 3339 bucket starts) over the range, with empty time buckets
+    filled, plus the totals."""
+    columns = [group_column(g) for g in groups]
+    rows = store.usage(columns, span.start_ns, span.end_ns, filters.columns())
+    rows = _fill(rows, columns, span)
+    return {
+        "range": span.as_json(),
+        "group_by": list(groups),
+        "filters": filters.as_json(),
+        "rows": [
+            {**{g: _group_value(g, row[c]) for g, c in zip(groups, columns, strict=True)}, **figures(row)}
+            for row in rows
+        ],
+        "totals": figures(_sum_rows(rows)),
+    }
+
+
+def request_summary(r: Record) -> dict[str, Any]:
+    """One line of the request log."""
+    return {
+        "id": r.record_id,
+        "timestamp": iso(r.start_time_ns),
+        "provider": r.provider,
+        "operation": r.operation,
+        "model": r.request_model,
+        "response_model": r.response_model,
+        "status": r.status,
+        "http_status": r.http_status,
+        "error_type": r.error_type,
+        "user": r.user_id,
+        "api_key": r.api_key,
+        "feature": r.feature,
+        "department": r.department,
+        "environment": r.environment,
+        "stream": r.stream,
+        "input_tokens": r.input_tokens,
+        "output_tokens": r.output_tokens,
+        "cached_tokens": r.cached_tokens,
+        "reasoning_tokens": r.reasoning_tokens,
+        "total_tokens": r.total_tokens,
+        "provider_cost_usd": None if r.provider_cost_nusd is None else usd(r.provider_cost_nusd),
+        "customer_cost_usd": None if r.customer_cost_nusd is None else usd(r.customer_cost_nusd),
+        "priced": r.priced,
+        "latency_ms": round(r.duration_s * 1000, 3),
+        "ttft_ms": None if r.ttft_s is None else round(r.ttft_s * 1000, 3),
+    }
+
+
+def request_detail(r: Record) -> dict[str, Any]:
+    """Everything stored about one request: the log line plus ids, price source, events, rate limits, payloads."""
+    return {
+        **request_summary(r),
+        "end_timestamp": iso(r.end_time_ns),
+        "trace_id": r.trace_id,
+        "span_id": r.span_id,
+        "error_message": r.error_message,
+        "stream_outcome": r.stream_outcome,
+        "cache_write_tokens": r.cache_write_tokens,
+        "usage_source": r.usage_source,
+        "provider_cost_nusd": r.provider_cost_nusd,
+        "customer_cost_nusd": r.customer_cost_nusd,
+        "price_source": r.price_source,
+        "service": r.service,
+        "source_ip": r.source_ip,
+        "response_id": r.response_id,
+        "request_id": r.request_id,
+        "finish_reasons": r.finish_reasons,
+        "events": r.events,
+        "ratelimits": r.ratelimits,
+        "input_messages": r.input_messages,
+        "output_messages": r.output_messages,
+        "source": r.source,
+    }
+
+
+def request_log(
+    store: Store, span: TimeRange, filters: Filters, limit: int, cursor: str | None = None
+) -> dict[str, Any]:
+    """One page of the request log, newest first, and the cursor of the next page (None after the last)."""
+    records, following = store.page(
+        filters.selection(span), limit, Cursor.decode(cursor) if cursor else None, newest_first=True
+    )
+    return {
+        "range": span.as_json(),
+        "filters": filters.as_json(),
+        "requests": [request_summary(r) for r in records],
+        "next_cursor": following.encode() if following else None,
+    }
+
+
+def _ranked(rows: Sequence[UsageRow], column: str, figure: str = "customer_cost_nusd") -> list[UsageRow]:
+    return sorted(rows, key=lambda row: (-int(row[figure]), str(row[column])))
+
+
+def errors(store: Store, span: TimeRange, filters: Filters) -> dict[str, Any]:
+    """Total errors and error rate, and errors by type, by model and by provider."""
+    where = filters.columns()
+    total = _sum_rows(store.usage([], span.start_ns, span.end_ns, where))
+    failed = {**where, "status": "error"}
+    by_type = store.usage(["error_type"], span.start_ns, span.end_ns, failed)
+
+    def breakdown(column: str) -> list[dict[str, Any]]:
+        rows = [row for row in store.usage([column], span.start_ns, span.end_ns, where) if int(row["errors"])]
+        return [
+            {
+                _PUBLIC[column]: row[column],
+                "errors": int(row["errors"]),
+                "requests": int(row["requests"]),
+                "error_rate": _rate(int(row["errors"]), int(row["requests"])),
+            }
+            for row in _ranked(rows, column, "errors")
+        ]
+
+    return {
+        "range": span.as_json(),
+        "filters": filters.as_json(),
+        "total_requests": int(total["requests"]),
+        "total_errors": int(total["errors"]),
+        "error_rate": _rate(int(total["errors"]), int(total["requests"])),
+        "by_type": [
+            {"type": row["error_type"] or "unknown", "count": int(row["requests"])}
+            for row in _ranked(by_type, "error_type", "requests")
+        ],
+        "by_model": breakdown("request_model"),
+        "by_provider": breakdown("provider"),
+    }
+
+
+def _drivers(store: Store, span: TimeRange, where: Mapping[str, str], column: str, top: int) -> list[dict[str, Any]]:
+    rows = _ranked(store.usage([column], span.start_ns, span.end_ns, where), column)[:top]
+    return [
+        {
+            _PUBLIC[column]: row[column],
+            "cost_usd": usd(int(row["customer_cost_nusd"])),
+            "requests": int(row["requests"]),
+        }
+        for row in rows
+        if int(row["requests"])
+    ]
+
+
+def insights(store: Store, span: TimeRange, filters: Filters, top: int = 5) -> dict[str, Any]:
+    """Cost by operation, the trend against the previous period of the same length, the top cost drivers (models,
+    users, features, API keys) and the spend projected over 30 days at the period's daily rate."""
+    where = filters.columns()
+    by_operation = store.usage(["operation"], span.start_ns, span.end_ns, where)
+    current = _sum_rows(by_operation)
+    before = span.previous()
+    previous = _sum_rows(store.usage([], before.start_ns, before.end_ns, where))
+    cost, previous_cost = int(current["customer_cost_nusd"]), int(previous["customer_cost_nusd"])
+    direction = "up" if cost > previous_cost else "down" if cost < previous_cost else "flat"
+    days = span.span_ns / 86_400e9
+    recommendations = []
+    if int(current["unpriced_requests"]):
+        recommendations.append(
+            f"{current['unpriced_requests']} requests used models with no known price: add them under "
+            "pricing.overrides in llmtally.yaml, then run `llmtally reprice`"
+        )
+    if int(current["requests"]) and int(current["errors"]) / int(current["requests"]) > 0.05:
+        recommendations.append("more than 5% of requests failed: see `llmtally errors` for the types and models")
+    return {
+        "range": span.as_json(),
+        "filters": filters.as_json(),
+        "requests": int(current["requests"]),
+        "total_cost_usd": usd(cost),
+        "total_provider_cost_usd": usd(int(current["provider_cost_nusd"])),
+        "unpriced_requests": int(current["unpriced_requests"]),
+        "cost_by_operation": {
+            str(row["operation"]): usd(int(row["customer_cost_nusd"])) for row in _ranked(by_operation, "operation")
+        },
+        "trend": {
+            "direction": direction,
+            "percentage": round((cost - previous_cost) * 100 / previous_cost, 2) if previous_cost else None,
+            "previous_period": before.as_json(),
+            "previous_cost_usd": usd(previous_cost),
+        },
+        "top_cost_drivers": {
+            name: _drivers(store, span, where, FILTERS[name], top) for name in ("model", "user", "feature", "api_key")
+        },
+        "projected_30d_cost_usd": round(usd(cost) / days * 30, 6) if days else 0.0,
+        "recommendations": recommendations,
+    }
+
+
+def health_status(success_rate: float, avg_latency_ms: float | None) -> str:
+    """healthy (>= 95% success), degraded (>= 90%, or healthy but slow), warning (>= 75%), critical (below)."""
+    for status, bound in HEALTH_BOUNDS:
+        if success_rate >= bound:
+            if status == "healthy" and avg_latency_ms is not None and avg_latency_ms > SLOW_LATENCY_MS:
+                return "degraded"
+            return status
+    return "critical"
+
+
+def health(store: Store, span: TimeRange, filters: Filters) -> dict[str, Any]:
+    """Success rate, mean latency and health per provider and per provider/model over the range."""
+
+    def entries(columns: list[str]) -> list[dict[str, Any]]:
+        out = []
+        for row in store.usage(columns, span.start_ns, span.end_ns, filters.columns()):
+            shown = figures(row)
+            success = 1.0 - shown["error_rate"]
+            out.append(
+                {
+                    **{_PUBLIC[c]: row[c] for c in columns},
+                    "requests": shown["requests"],
+                    "errors": shown["errors"],
+                    "success_rate": round(success, 6),
+                    "avg_latency_ms": shown["avg_latency_ms"],
+                    "avg_ttft_ms": shown["avg_ttft_ms"],
+                    "health": health_status(success, shown["avg_latency_ms"]),
+                }
+            )
+        return out
+
+    return {
+        "range": span.as_json(),
+        "filters": filters.as_json(),
+        "thresholds": {
+            "success_rate": dict(HEALTH_BOUNDS),
+            "slow_latency_ms": SLOW_LATENCY_MS,
+        },
+        "providers": entries(["provider"]),
+        "models": entries(["provider", "request_model"]),
+    }

@@ -1,0 +1,242 @@
+"""The /api/v1 endpoints (documented in the OpenAPI document at /api/v1/openapi.json)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..price import Pricer
+from ..store import BadCursor, Store, StoreError
+from . import export, reports
+from .auth import Principal, Token, authenticate
+from .params import (
+    FILTERS,
+    GROUPS,
+    LOG_STATUSES,
+    USAGE_STATUSES,
+    Filters,
+    QueryError,
+    RangeName,
+    TimeRange,
+    group_by,
+    instant,
+    time_range,
+)
+
+_bearer = HTTPBearer(auto_error=False, description="An API token from api.tokens in llmtally.yaml")
+_RANGE_HELP = "today (since 00:00 UTC), 24h, 7d, 30d, or custom with start/end"
+_FILTER_HELP = {
+    "user": "the user id",
+    "api_key": "the API key alias",
+    "model": "the requested model",
+    "response_model": "the model that answered",
+    "provider": "the provider (openai, anthropic, ...)",
+    "operation": "the operation (chat, embeddings, ...)",
+    "feature": "the feature tag",
+    "department": "the department tag",
+    "environment": "the deployment environment",
+    "error_type": "the error type (rate_limit, timeout, ...)",
+}
+
+
+@dataclass(frozen=True)
+class Asked:
+    """The time range and filters of one API call, already checked."""
+
+    range_name: str | None
+    start: str | None
+    end: str | None
+    filters: dict[str, str | None]
+    status: str | None
+
+    def resolve(self, default: str, statuses: tuple[str, ...]) -> tuple[TimeRange, Filters]:
+        span = time_range(self.range_name, self.start, self.end, default=default)
+        return span, Filters.parse({**self.filters, "status": self.status}, statuses)
+
+
+def _asked(
+    range_: Annotated[RangeName | None, Query(alias="range", description=_RANGE_HELP)] = None,
+    start: Annotated[
+        str | None, Query(description="ISO 8601 date or date-time (UTC unless an offset is given)")
+    ] = None,
+    end: Annotated[
+        str | None, Query(description="ISO 8601 date (inclusive) or date-time (exclusive); default now")
+    ] = None,
+    user: Annotated[str | None, Query(description=_FILTER_HELP["user"])] = None,
+    api_key: Annotated[str | None, Query(description=_FILTER_HELP["api_key"])] = None,
+    model: Annotated[str | None, Query(description=_FILTER_HELP["model"])] = None,
+    response_model: Annotated[str | None, Query(description=_FILTER_HELP["response_model"])] = None,
+    provider: Annotated[str | None, Query(description=_FILTER_HELP["provider"])] = None,
+    operation: Annotated[str | None, Query(description=_FILTER_HELP["operation"])] = None,
+    feature: Annotated[str | None, Query(description=_FILTER_HELP["feature"])] = None,
+    department: Annotated[str | None, Query(description=_FILTER_HELP["department"])] = None,
+    environment: Annotated[str | None, Query(description=_FILTER_HELP["environment"])] = None,
+    error_type: Annotated[str | None, Query(description=_FILTER_HELP["error_type"])] = None,
+    status: Annotated[str | None, Query(description="success or error (request log and export: also 4xx, 5xx)")] = None,
+) -> Asked:
+    values = dict(
+        zip(
+            FILTERS,
+            (user, api_key, model, response_model, provider, operation, feature, department, environment, error_type),
+            strict=True,
+        )
+    )
+    return Asked(range_, start, end, values, status)
+
+
+AskedDep = Annotated[Asked, Depends(_asked)]
+
+
+def create_router(store: Store, tokens: Sequence[Token], pricer: Pricer) -> APIRouter:
+    """The /api/v1 routes over `store`; with `tokens`, every call needs one (members see only their own)."""
+
+    def principal(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal | None:
+        if not tokens:
+            return None
+        header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
+        who = authenticate(header, tokens)
+        if who is None:
+            raise HTTPException(
+                401, "a valid API token is required (Authorization: Bearer ...)", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return who
+
+    Who = Annotated[Principal | None, Depends(principal)]
+
+    def scoped(filters: Filters, who: Principal | None) -> Filters:
+        """A member's filters narrowed to their own requests; asking for someone else's is refused."""
+        if who is None or who.is_admin:
+            return filters
+        asked = filters.equal.get("user")
+        if asked is not None and asked != who.user:
+            raise HTTPException(403, f"token {who.name!r} may only see the requests of user {who.user!r}")
+        assert who.user is not None
+        return filters.with_user(who.user)
+
+    router = APIRouter(prefix="/api/v1", tags=["analytics"])
+
+    @router.get("/usage", summary="Usage and cost, grouped and filtered")
+    def usage(
+        asked: AskedDep,
+        who: Who,
+        group_by_: Annotated[
+            str | None,
+            Query(alias="group_by", description=f"comma-separated, among: {', '.join(GROUPS)}"),
+        ] = None,
+    ) -> dict[str, Any]:
+        span, filters = asked.resolve("7d", USAGE_STATUSES)
+        return reports.usage(store, span, scoped(filters, who), group_by(group_by_))
+
+    @router.get("/requests", summary="The request log, newest first, a page at a time")
+    def requests(
+        asked: AskedDep,
+        who: Who,
+        limit: Annotated[int, Query(ge=1, le=1000, description="requests per page")] = 50,
+        cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    ) -> dict[str, Any]:
+        span, filters = asked.resolve("7d", LOG_STATUSES)
+        return reports.request_log(store, span, scoped(filters, who), limit, cursor)
+
+    @router.get("/requests/{request_id}", summary="One request: every stored field, events and payloads")
+    def request_detail(request_id: str, who: Who) -> dict[str, Any]:
+        record = store.get(request_id)
+        if record is None or (who is not None and not who.is_admin and record.user_id != who.user):
+            raise HTTPException(404, f"no request {request_id!r}")
+        return reports.request_detail(record)
+
+    @router.get("/errors", summary="Errors: total, rate, by type, model and provider")
+    def errors(asked: AskedDep, who: Who) -> dict[str, Any]:
+        span, filters = asked.resolve("7d", USAGE_STATUSES)
+        return reports.errors(store, span, scoped(filters, who))
+
+    @router.get("/insights", summary="Cost insights: by operation, trend, top drivers, 30-day projection")
+    def insights(asked: AskedDep, who: Who) -> dict[str, Any]:
+        span, filters = asked.resolve("30d", USAGE_STATUSES)
+        return reports.insights(store, span, scoped(filters, who))
+
+    @router.get("/health", summary="Provider and model health: success rate, latency, status")
+    def health(asked: AskedDep, who: Who) -> dict[str, Any]:
+        span, filters = asked.resolve("24h", USAGE_STATUSES)
+        return reports.health(store, span, scoped(filters, who))
+
+    @router.get(
+        "/export",
+        summary="Every matching request as CSV, JSON or JSONL, streamed",
+        response_class=StreamingResponse,
+        responses={200: {"content": {m: {} for m in export.MEDIA_TYPES.values()}}},
+    )
+    def export_records(
+        asked: AskedDep,
+        who: Who,
+        format_: Annotated[export.Format, Query(alias="format")] = "csv",
+        payloads: Annotated[bool, Query(description="include captured prompts and completions")] = False,
+    ) -> StreamingResponse:
+        span, filters = asked.resolve("30d", LOG_STATUSES)
+        selection = scoped(filters, who).selection(span)
+        store.snapshot()  # fail here (503) rather than mid-stream when the store is down
+        name = f"llmtally-requests.{format_}"
+        return StreamingResponse(
+            export.stream(store.iter_records(selection), format_, payloads),
+            media_type=export.MEDIA_TYPES[format_],
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    @router.get("/price", summary="A model's price (overrides first, then the genai-prices catalog)")
+    def price(
+        who: Who,
+        model: Annotated[str, Query(min_length=1, description="model name")],
+        provider: Annotated[str | None, Query(description="provider id (helps when names clash)")] = None,
+        at: Annotated[str | None, Query(description="ISO 8601 date-time the price applies at; default now")] = None,
+    ) -> dict[str, Any]:
+        when = None
+        if at is not None:
+            when = datetime.fromtimestamp(instant(at, "at") / 1e9, UTC)
+        info = pricer.lookup(provider, model, when)
+        if info is None:
+            raise HTTPException(404, f"no price known for model {model!r}; add it under pricing.overrides")
+        return info.as_json()
+
+    return router
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _validation_message(error: RequestValidationError) -> str:
+    parts = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "path"))
+        parts.append(f"{where}: {e.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install(app: FastAPI, router: APIRouter, retry_after: float) -> None:
+    """Adds the routes and answers bad parameters with 400 and a store that fails with 503, in JSON."""
+    app.include_router(router)
+
+    def handle(kind: type[Exception], respond: Callable[[Exception], JSONResponse]) -> None:
+        async def handler(request: Request, exc: Exception) -> JSONResponse:
+            return respond(exc)
+
+        app.add_exception_handler(kind, handler)
+
+    handle(
+        StarletteHTTPException,
+        lambda e: _error(e.status_code, str(e.detail), e.headers),  # type: ignore[attr-defined]
+    )
+    handle(RequestValidationError, lambda e: _error(400, _validation_message(e)))  # type: ignore[arg-type]
+    handle(QueryError, lambda e: _error(400, str(e)))
+    handle(BadCursor, lambda e: _error(400, str(e)))
+    handle(
+        StoreError,
+        lambda e: _error(503, f"the audit store is unavailable: {e}", {"Retry-After": str(int(retry_after))}),
+    )
