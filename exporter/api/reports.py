@@ -267,7 +267,7 @@ def insights(store: Store, span: TimeRange, filters: Filters, top: int = 5) -> d
         "top_cost_drivers": {
             name: _drivers(store, span, where, FILTERS[name], top) for name in ("model", "user", "feature", "api_key")
         },
-        "projected_30d_cost_usd": round(usd(cost) / days * 30, 6) if days else 0.0,
+        "projected_30d_cost_usd": round(cost / 1e9 / days * 30, 9) if days else 0.0,
         "recommendations": recommendations,
     }
 

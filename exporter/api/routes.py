@@ -1,7 +1,7 @@
 """The /api/v1 endpoints (documented in the OpenAPI document at /api/v1/openapi.json)."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI must see the route signatures' types as objects, and `Who` is
+# local to create_router (a string annotation naming it cannot be resolved, so it became a required query parameter).
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime

@@ -63,7 +63,7 @@ class Scheduler:
         self._store = store
         self._days = days
         self._payload_days = payload_days
-        self._interval_s = interval_s
+        self._interval_s = max(interval_s, 1.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="llmtally-retention", daemon=True)
 
