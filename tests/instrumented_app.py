@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-APP_CALLS = 8  # llmtally.demo.app.run makes eight LLM requests
+from llmtally.demo.app import APP_CALLS
+
+__all__ = ["APP_CALLS", "run_instrumented_app"]
 
 
 def run_instrumented_app(base_url: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

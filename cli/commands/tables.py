@@ -30,7 +30,9 @@ def money(value: Any) -> str:
     if value is None:
         return "unpriced"
     v = float(value)
-    return "$0" if v == 0 else f"${v:.6f}" if abs(v) < 1 else f"${v:,.2f}"
+    if v == 0:
+        return "$0"
+    return f"${v:,.2f}" if abs(v) >= 1 else f"${v:.6f}" if abs(v) >= 1e-6 else f"${v:.9f}"
 
 
 def percent(value: Any) -> str:

@@ -16,6 +16,8 @@ import openai
 import llmtally
 
 MESSAGES = [{"role": "user", "content": "Summarise our Q3 signals in one line."}]
+APP_CALLS = 8
+"""How many LLM requests `run` makes."""
 
 
 def run(base_url: str) -> int:
@@ -37,7 +39,7 @@ def run(base_url: str) -> int:
             json={"model": "llama3.2", "messages": MESSAGES, "stream": False},
         )
         asyncio.run(_async_calls(base_url))
-    return 8
+    return APP_CALLS
 
 
 async def _async_calls(base_url: str) -> None:
@@ -47,7 +49,9 @@ async def _async_calls(base_url: str) -> None:
 
 
 def main() -> None:
-    run(os.environ.get("LLMTALLY_DEMO_BASE_URL", "http://127.0.0.1:8765"))
+    base_url = os.environ.get("LLMTALLY_DEMO_BASE_URL", "http://127.0.0.1:8765")
+    calls = run(base_url)
+    print(f"made {calls} LLM requests (OpenAI, Anthropic, Ollama; streamed and not, sync and async) to {base_url}")
 
 
 if __name__ == "__main__":

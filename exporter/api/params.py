@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Literal, get_args
@@ -14,6 +14,10 @@ from ..store.select import Selection
 RangeName = Literal["today", "24h", "7d", "30d", "custom"]
 RANGES: tuple[str, ...] = get_args(RangeName)
 _SPAN_NS = {"24h": DAY_NS, "7d": 7 * DAY_NS, "30d": 30 * DAY_NS}
+# Instants taken: from the epoch to 2200 (times are ns since the epoch in 64-bit columns; far earlier or later ones
+# overflow the queries, the previous period or the date conversions).
+_LATEST_NS = 7_258_118_400 * 1_000_000_000  # 2200-01-01T00:00:00Z
+MAX_BUCKETS = 10_000  # hour/day buckets in one usage report (each is a row)
 
 # Public filter names -> the store's column (the same names are group_by dimensions).
 FILTERS = {
@@ -79,7 +83,10 @@ def instant(text: str, name: str) -> int:
         raise QueryError(
             f"{name} must be an ISO 8601 date or date-time such as 2026-01-31 or 2026-01-31T12:00:00Z, not {text!r}"
         ) from None
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+    time_ns = int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+    if not 0 <= time_ns < _LATEST_NS:
+        raise QueryError(f"{name} must be between 1970-01-01 and 2200-01-01, not {text!r}")
+    return time_ns
 
 
 def time_range(
@@ -125,6 +132,9 @@ class Filters:
         unknown = [k for k in given if k not in FILTERS]
         if unknown:
             raise QueryError(f"unknown filter(s) {', '.join(unknown)}; known: {', '.join(FILTERS)}")
+        with_nul = [k for k, v in given.items() if "\x00" in v]  # PostgreSQL refuses them in text parameters
+        if with_nul:
+            raise QueryError(f"{', '.join(with_nul)} must not contain NUL characters")
         status = values.get("status")
         if status is not None and status not in statuses:
             raise QueryError(f"status must be one of {', '.join(statuses)}, not {status!r}")
@@ -174,3 +184,16 @@ def buckets(span: TimeRange, width_ns: int) -> list[int]:
 
 
 BUCKET_WIDTH = {"hour": HOUR_NS, "day": DAY_NS}
+
+
+def check_buckets(span: TimeRange, names: Sequence[str]) -> None:
+    """Refuses an hour or day grouping with more than MAX_BUCKETS buckets over the range."""
+    for name in names:
+        if name in BUCKET_WIDTH:
+            width = BUCKET_WIDTH[name]
+            count = -(-(span.end_ns - (span.start_ns - span.start_ns % width)) // width)
+            if count > MAX_BUCKETS:
+                raise QueryError(
+                    f"group_by={name} over this range gives {count:,} buckets, more than {MAX_BUCKETS:,}: "
+                    "use a shorter range or a coarser bucket"
+                )

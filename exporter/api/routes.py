@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..price import Pricer
@@ -26,10 +27,31 @@ from .params import (
     QueryError,
     RangeName,
     TimeRange,
+    check_buckets,
     group_by,
     instant,
     time_range,
 )
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a message naming what was wrong."""
+
+    error: str
+
+
+_STATUS_HELP = {
+    400: "A bad parameter (the message names it)",
+    401: "No valid API token (when api.tokens are configured)",
+    403: "A member token asking for another user's requests",
+    404: "Not found",
+    503: "The audit store is unavailable (see Retry-After)",
+}
+
+
+def _documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody, "description": _STATUS_HELP[status]} for status in statuses}
+
 
 _bearer = HTTPBearer(auto_error=False, description="An API token from api.tokens in llmtally.yaml")
 _RANGE_HELP = "today (since 00:00 UTC), 24h, 7d, 30d, or custom with start/end"
@@ -121,7 +143,7 @@ def create_router(store: Store, tokens: Sequence[Token], pricer: Pricer) -> APIR
         assert who.user is not None
         return filters.with_user(who.user)
 
-    router = APIRouter(prefix="/api/v1", tags=["analytics"])
+    router = APIRouter(prefix="/api/v1", tags=["analytics"], responses=_documented(400, 401, 403, 503))
 
     @router.get("/usage", summary="Usage and cost, grouped and filtered")
     def usage(
@@ -133,7 +155,9 @@ def create_router(store: Store, tokens: Sequence[Token], pricer: Pricer) -> APIR
         ] = None,
     ) -> dict[str, Any]:
         span, filters = asked.resolve("7d", USAGE_STATUSES)
-        return reports.usage(store, span, scoped(filters, who), group_by(group_by_))
+        groups = group_by(group_by_)
+        check_buckets(span, groups)
+        return reports.usage(store, span, scoped(filters, who), groups)
 
     @router.get("/requests", summary="The request log, newest first, a page at a time")
     def requests(
@@ -145,9 +169,13 @@ def create_router(store: Store, tokens: Sequence[Token], pricer: Pricer) -> APIR
         span, filters = asked.resolve("7d", LOG_STATUSES)
         return reports.request_log(store, span, scoped(filters, who), limit, cursor)
 
-    @router.get("/requests/{request_id}", summary="One request: every stored field, events and payloads")
+    @router.get(
+        "/requests/{request_id}",
+        summary="One request: every stored field, events and payloads",
+        responses=_documented(404),
+    )
     def request_detail(request_id: str, who: Who) -> dict[str, Any]:
-        record = store.get(request_id)
+        record = None if "\x00" in request_id else store.get(request_id)  # no stored id has one
         if record is None or (who is not None and not who.is_admin and record.user_id != who.user):
             raise HTTPException(404, f"no request {request_id!r}")
         return reports.request_detail(record)
@@ -189,7 +217,11 @@ def create_router(store: Store, tokens: Sequence[Token], pricer: Pricer) -> APIR
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
 
-    @router.get("/price", summary="A model's price (overrides first, then the genai-prices catalog)")
+    @router.get(
+        "/price",
+        summary="A model's price (overrides first, then the genai-prices catalog)",
+        responses=_documented(404),
+    )
     def price(
         who: Who,
         model: Annotated[str, Query(min_length=1, description="model name")],

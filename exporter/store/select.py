@@ -57,7 +57,8 @@ class Cursor:
             snapshot, start, record_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
         except (binascii.Error, ValueError, TypeError) as e:
             raise BadCursor(f"cursor {text!r} is not one this API returned") from e
-        if not (isinstance(snapshot, int) and isinstance(start, int) and isinstance(record_id, str)):
+        valid = isinstance(snapshot, int) and isinstance(start, int) and isinstance(record_id, str)
+        if not valid or "\x00" in record_id or not (0 <= snapshot < 2**63 and -(2**63) <= start < 2**63):
             raise BadCursor(f"cursor {text!r} is not one this API returned")
         return cls(snapshot, start, record_id)
 
@@ -68,7 +69,7 @@ class Selection:
 
     start_ns: int
     end_ns: int
-    equal: Mapping[str, str] = field(default_factory=dict)  # FILTER_COLUMNS name -> value
+    equal: Mapping[str, str] = field(default_factory=dict)  # FILTER_COLUMNS name -> value ('' matches none)
     status: str | None = None  # one of STATUSES
 
     def __post_init__(self) -> None:
@@ -84,8 +85,12 @@ class Selection:
         clauses = [f"start_time_ns >= {p}", f"start_time_ns < {p}"]
         params: list[Any] = [self.start_ns, self.end_ns]
         for name, value in self.equal.items():
-            clauses.append(f"{FILTER_COLUMNS[name]} = {p}")
-            params.append(value)
+            column = FILTER_COLUMNS[name]
+            if value == "":  # '' means "none", as in the rollups
+                clauses.append(f"({column} IS NULL OR {column} = '')")
+            else:
+                clauses.append(f"{column} = {p}")
+                params.append(value)
         if self.status is not None:
             clauses.append(_STATUS_SQL[self.status])
         return " AND ".join(clauses), params
