@@ -6,7 +6,7 @@ sends to the globals (such as the Anthropic SDK's own spans) is captured too and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import llmtally
 from llmtally.demo.fake_provider import FakeProvider
+from llmtally.exporter.store import open_store
+from llmtally.exporter.store.sql import SQLStore
 from pg_server import PostgresServer
 
 
@@ -174,3 +176,25 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     dsn = server.create_database()
     yield dsn
     server.drop_database(dsn)
+
+
+@pytest.fixture
+def opener(store_url: str) -> Iterator[Callable[[], SQLStore]]:
+    """Opens stores on the test's database (`store_url`) and closes them all at the end."""
+    opened: list[SQLStore] = []
+
+    def open_one() -> SQLStore:
+        store = open_store(store_url)
+        assert isinstance(store, SQLStore)
+        opened.append(store)
+        return store
+
+    yield open_one
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(opener: Callable[[], SQLStore]) -> SQLStore:
+    """A store on the test's database."""
+    return opener()

@@ -8,7 +8,7 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -44,25 +44,6 @@ FLOAT_SUMS = ("duration_s_sum", "ttft_s_sum")
 
 
 # --- fixtures ----------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def opener(store_url: str) -> Iterator[Callable[[], Store]]:
-    """Opens stores on the test's database and closes them all at the end."""
-    opened: list[Store] = []
-
-    def open_one() -> Store:
-        opened.append(open_store(store_url))
-        return opened[-1]
-
-    yield open_one
-    for store in opened:
-        store.close()
-
-
-@pytest.fixture
-def store(opener: Callable[[], Store]) -> Store:
-    return opener()
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------
