@@ -1,22 +1,36 @@
-"""Audit store throughput and query latency on synthetic records (a benchmark, not a test).
+"""Audit store writes, report and request-log latency, and CSV export on synthetic records (a benchmark, not a test).
 
-``python bench/query_latency.py [--rows 1000000] [--sqlite PATH] [--pg DSN] [--runs 5]`` generates N records in
-arrival (time) order over 30 days with realistic cardinalities (50 users in 10 departments with 2-4 features each
-out of 20, 25 API keys, 10 models over 5 providers, 2 environments, ~3% errors, ~2% unpriced), writes them through
-`Store.write` in batches of 512 and reports records/s, then the median latency of 30-day usage queries on the
-rollups (by model, by user, by day) and, for comparison, the same group-by on the raw `completion_records` table.
-Markdown goes to stdout; ``--json PATH`` also writes the figures as JSON. For a PostgreSQL server to point
-``--pg`` at, ``python tests/pg_server.py`` starts a throwaway one (durable settings) and prints its DSN.
+``python bench/query_latency.py [--rows 1000000] [--sqlite PATH] [--pg DSN] [--runs 5] [--json PATH]`` generates N
+records in arrival (time) order over 30 days with realistic cardinalities (50 users in 10 departments with 2-4
+features each out of 20, 25 API keys, 10 models over 5 providers, 2 environments, ~3% errors, ~2% unpriced), writes
+them through `Store.write` in batches of 512 and reports, per backend (SQLite, and PostgreSQL with ``--pg``):
+
+1. write throughput (records/s) and the row counts of the hourly and daily rollups;
+2. the API reports over 30 days (`reports.usage` by model, user, day, user+day, by model for one user, and by model
+   over an unaligned ~30-day range whose edges are read from the records; `reports.errors`, `reports.insights`);
+3. the request log (`reports.request_log`, 50 per page, newest first): the first page unfiltered, for one user and
+   for errors, page 20 reached through the cursors, and `store.get(id)`;
+4. the same 30-day group-bys computed on the raw `completion_records` table, for comparison with the rollups;
+5. CSV exports (`export.stream(store.iter_records(...), "csv")`) of the first N days for each N of ``--export-days``
+   (default 3 and 30: ~10% of the rows, then all), each in a fresh process (`bench/export_memory.py`): records/s,
+   bytes and peak memory growth.
+
+Latencies are the median and minimum of ``--runs`` runs after one warm-up run. Markdown goes to stdout; ``--json``
+also writes the figures as JSON, and ``--report A.json B.json ...`` prints the tables of earlier runs side by side.
+For a PostgreSQL server to point ``--pg`` at, ``python tests/pg_server.py`` starts a throwaway one (durable
+settings) and prints its DSN.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,13 +38,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from llmtally.exporter.api import reports
+from llmtally.exporter.api.params import Filters, TimeRange
 from llmtally.exporter.normalise.record import Record
 from llmtally.exporter.store import Store, open_store
 
 BATCH = 512
 DAYS = 30
 DAY_NS = 86_400 * 10**9
+HOUR_NS = 3_600 * 10**9
+EDGE_NS = 29 * 60 * 10**9 + 13_500_000_000  # 29 min 13.5 s: the unaligned range's offset
 START_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
+END_NS = START_NS + DAYS * DAY_NS
+USER = "user_07"  # the user of the filtered queries (~2% of the records)
+PAGE = 50
+EXPORT_SCRIPT = Path(__file__).with_name("export_memory.py")
+
 # model -> (provider, input $/Mtok, output $/Mtok); the ollama model has no price.
 MODELS = {
     "gpt-4o": ("openai", 2.5, 10.0),
@@ -143,85 +166,214 @@ def load(store: Store, rows: int) -> dict[str, float]:
     return {"records": rows, "write_s": spent, "records_per_s": rows / spent, "total_s": time.perf_counter() - started}
 
 
+def timed(query: Callable[[], object], runs: int) -> dict[str, float]:
+    """Median and minimum wall time of `runs` calls, after one warm-up call."""
+    query()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        query()
+        times.append(time.perf_counter() - t)
+    return {"median_ms": statistics.median(times) * 1000, "min_ms": min(times) * 1000}
+
+
+def measure(queries: dict[str, Callable[[], object]], runs: int) -> dict[str, dict[str, float]]:
+    return {name: timed(query, runs) for name, query in queries.items()}
+
+
+def report_latencies(store: Store, runs: int) -> dict[str, dict[str, float]]:
+    """The API reports over the 30 days, as the HTTP API and the commands call them."""
+    days = TimeRange("custom", START_NS, END_NS)
+    # 29 days 23 h from 00:29:13.5 on the first day to 23:29:13.5 on the last: whole days from the daily rollup, the
+    # edge days' whole hours from the hourly one and ~30 minutes at each end from the records.
+    unaligned = TimeRange("custom", START_NS + EDGE_NS, END_NS - HOUR_NS + EDGE_NS)
+    everything, one_user = Filters(), Filters({"user": USER})
+    return measure(
+        {
+            "usage by model": lambda: reports.usage(store, days, everything, ["model"]),
+            "usage by user": lambda: reports.usage(store, days, everything, ["user"]),
+            "usage by day": lambda: reports.usage(store, days, everything, ["day"]),
+            "usage by user and day": lambda: reports.usage(store, days, everything, ["user", "day"]),
+            f"usage by model, user={USER}": lambda: reports.usage(store, days, one_user, ["model"]),
+            "usage by model, unaligned range": lambda: reports.usage(store, unaligned, everything, ["model"]),
+            "errors": lambda: reports.errors(store, days, everything),
+            "insights": lambda: reports.insights(store, days, everything),
+        },
+        runs,
+    )
+
+
+def request_log_latencies(store: Store, runs: int) -> dict[str, dict[str, float]]:
+    """Request-log pages of 50, newest first, over the 30 days; page 20 with the cursor the first 19 pages led to."""
+    days = TimeRange("custom", START_NS, END_NS)
+    everything = Filters()
+    cursor = None
+    for _ in range(19):
+        cursor = reports.request_log(store, days, everything, PAGE, cursor)["next_cursor"]
+    record_id = store.records_between(START_NS + DAYS * DAY_NS // 2, END_NS, 1)[0].record_id
+    return measure(
+        {
+            "first page": lambda: reports.request_log(store, days, everything, PAGE),
+            f"first page, user={USER}": lambda: reports.request_log(store, days, Filters({"user": USER}), PAGE),
+            "first page, status=error": lambda: reports.request_log(store, days, Filters(status="error"), PAGE),
+            "page 20 (by cursor)": lambda: reports.request_log(store, days, everything, PAGE, cursor),
+            "store.get(id)": lambda: store.get(record_id),
+        },
+        runs,
+    )
+
+
 def raw_group_by(store: Any, column: str) -> Callable[[], object]:
-    """The same 30-day sums computed from completion_records directly (for comparison with the rollups)."""
+    """The 30-day sums computed from completion_records directly (for comparison with the rollups)."""
     sql = (
         f"SELECT {column}, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(COALESCE(customer_cost_nusd, 0)) "
         f"FROM completion_records WHERE start_time_ns >= {store.placeholder} AND start_time_ns < {store.placeholder} "
         f"GROUP BY 1"
     )
-    return lambda: store._query(sql, (START_NS, START_NS + DAYS * DAY_NS))
+    return lambda: store._query(sql, (START_NS, END_NS))
 
 
-def latencies(store: Any, runs: int) -> dict[str, dict[str, float]]:
-    end = START_NS + DAYS * DAY_NS
-    queries: dict[str, Callable[[], object]] = {
-        "usage by model (rollup)": lambda: store.usage(["request_model"], START_NS, end),
-        "usage by user (rollup)": lambda: store.usage(["user_id"], START_NS, end),
-        "usage by day (rollup)": lambda: store.usage(["day"], START_NS, end),
-        "group by model (raw table)": raw_group_by(store, "request_model"),
-        "group by user (raw table)": raw_group_by(store, "user_id"),
-        "group by day (raw table)": raw_group_by(store, f"start_time_ns / {DAY_NS}"),
+def raw_latencies(store: Any, runs: int) -> dict[str, dict[str, float]]:
+    return measure(
+        {
+            "group by model": raw_group_by(store, "request_model"),
+            "group by user": raw_group_by(store, "user_id"),
+            "group by day": raw_group_by(store, f"start_time_ns / {DAY_NS}"),
+        },
+        runs,
+    )
+
+
+def rollup_rows(store: Any) -> dict[str, int]:
+    return {
+        table: int(store._query(f"SELECT COUNT(*) FROM completion_rollup_{table}", ())[0][0])
+        for table in ("hourly", "daily")
     }
-    out = {}
-    for name, query in queries.items():
-        query()  # warm the cache
-        times = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            query()
-            times.append(time.perf_counter() - t)
-        out[name] = {"median_ms": statistics.median(times) * 1000, "min_ms": min(times) * 1000}
-    return out
 
 
-def run(name: str, url: str, rows: int, runs: int) -> dict[str, Any]:
-    print(f"{name}: writing {rows:,} records to {url.split('@')[-1]}", file=sys.stderr)
+def export_csv(url: str, days: int) -> dict[str, Any]:
+    """A CSV export of the first `days` days, in a fresh process (see bench/export_memory.py)."""
+    command = [sys.executable, str(EXPORT_SCRIPT), url, "--start-ns", str(START_NS)]
+    command += ["--end-ns", str(START_NS + days * DAY_NS)]
+    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+    return {"days": days, **json.loads(done.stdout)}
+
+
+def run(name: str, url: str, rows: int, runs: int, export_days: list[int]) -> dict[str, Any]:
+    def step(text: str) -> None:
+        print(f"{name}: {text}", file=sys.stderr, flush=True)
+
+    step(f"writing {rows:,} records to {url.split('@')[-1]}")
     store = open_store(url)
     try:
         if store.count():
             raise SystemExit(f"{url}: not empty; give an empty database")
         result: dict[str, Any] = {"backend": name, **load(store, rows)}
-        result["rollup_rows"] = store._query("SELECT COUNT(*) FROM completion_rollup_hourly", ())[0][0]
-        result["queries"] = latencies(store, runs)
+        result["rollup_rows"] = rollup_rows(store)
+        step("reports")
+        result["reports"] = report_latencies(store, runs)
+        step("request log")
+        result["request_log"] = request_log_latencies(store, runs)
+        step("raw group-bys")
+        result["raw"] = raw_latencies(store, runs)
+        result["exports"] = []
+        for days in export_days:
+            step(f"CSV export of {days} days")
+            result["exports"].append(export_csv(url, days))
         return result
     finally:
         store.close()
 
 
+def _count(n: int) -> str:
+    for unit, size in (("M", 10**6), ("k", 10**3)):
+        if n >= size and n % (size // 10) == 0:
+            return f"{n / size:g}{unit}"
+    return f"{n:,}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f}" if value >= 1 else f"{value:.2f}"
+
+
+def _latency_cell(section: str, name: str) -> Callable[[dict[str, Any]], str]:
+    return lambda r: f"{_ms(r[section][name]['median_ms'])} / {_ms(r[section][name]['min_ms'])}"
+
+
+def _export_cell(days: int, key: str, text: Callable[[Any], str]) -> Callable[[dict[str, Any]], str]:
+    """A cell of the table of the export of `days` days ('-' for a run without that export)."""
+    return lambda r: next((text(e[key]) for e in r["exports"] if e["days"] == days), "-")
+
+
 def report(results: list[dict[str, Any]]) -> str:
-    lines = ["| | " + " | ".join(r["backend"] for r in results) + " |", "|---" * (len(results) + 1) + "|"]
-    lines.append("| records written | " + " | ".join(f"{r['records']:,}" for r in results) + " |")
-    lines.append(
-        "| write, records/s (batches of 512) | " + " | ".join(f"{r['records_per_s']:,.0f}" for r in results) + " |"
+    """Markdown tables, one column per run."""
+    header = "| | " + " | ".join(f"{r['backend']}, {_count(r['records'])} rows" for r in results) + " |"
+    rule = "|---" * (len(results) + 1) + "|"
+
+    def table(title: str, rows: list[tuple[str, Callable[[dict[str, Any]], str]]]) -> list[str]:
+        lines = [f"**{title}**", "", header, rule]
+        lines += [f"| {label} | " + " | ".join(cell(r) for r in results) + " |" for label, cell in rows]
+        return [*lines, ""]
+
+    def latency_rows(section: str) -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
+        return [(name, _latency_cell(section, name)) for name in results[0][section]]
+
+    out = table(
+        "Writes (batches of 512) and rollup rows",
+        [
+            ("records/s", lambda r: f"{r['records_per_s']:,.0f}"),
+            ("hourly rollup rows", lambda r: f"{r['rollup_rows']['hourly']:,}"),
+            ("daily rollup rows", lambda r: f"{r['rollup_rows']['daily']:,}"),
+        ],
     )
-    lines.append("| rollup rows | " + " | ".join(f"{r['rollup_rows']:,}" for r in results) + " |")
-    for q in results[0]["queries"]:
-        lines.append(
-            f"| 30 days, {q}, median ms | " + " | ".join(f"{r['queries'][q]['median_ms']:.1f}" for r in results) + " |"
+    out += table("API reports, 30 days: median / min ms", latency_rows("reports"))
+    out += table("Request log, 50 per page, newest first: median / min ms", latency_rows("request_log"))
+    out += table("Raw table (completion_records), 30 days: median / min ms", latency_rows("raw"))
+    for days in sorted({e["days"] for result in results for e in result["exports"]}):
+        figure = functools.partial(_export_cell, days)
+        out += table(
+            f"CSV export of {'all 30 days' if days == DAYS else f'the first {days} days'}, fresh process",
+            [
+                ("records", figure("records", "{:,}".format)),
+                ("records/s", figure("records_per_s", "{:,.0f}".format)),
+                ("CSV size, MiB", figure("bytes", lambda v: f"{v / 2**20:,.0f}")),
+                ("RSS before, MiB", figure("rss_before_mib", "{:,.0f}".format)),
+                ("peak RSS growth, MiB", figure("rss_growth_mib", "{:,.0f}".format)),
+                ("of which anonymous (heap, SQLite cache)", figure("anon_growth_mib", "{:,.0f}".format)),
+                ("of which file-backed (SQLite mmap)", figure("file_growth_mib", "{:,.0f}".format)),
+            ],
         )
-    return "\n".join(lines)
+    return "\n".join(out).rstrip() + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=5, help="runs per query (median reported)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per query after one warm-up (median reported)")
     parser.add_argument("--sqlite", help="SQLite file to create (default: a temporary file, removed at the end)")
     parser.add_argument("--pg", metavar="DSN", help="also run against this (empty) PostgreSQL database")
+    parser.add_argument(
+        "--export-days",
+        default=f"3,{DAYS}",
+        help="CSV exports to time, each of the first N days (default: %(default)s; '' for none)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    parser.add_argument("--report", type=Path, nargs="+", metavar="JSON", help="only print the tables of these runs")
     args = parser.parse_args(argv)
+    if args.report:
+        print(report([r for path in args.report for r in json.loads(path.read_text())["results"]]), end="")
+        return
+    export_days = [int(d) for d in args.export_days.split(",") if d.strip()]
     results = []
     with tempfile.TemporaryDirectory(prefix="llmtally-bench-") as tmp:
         path = args.sqlite or os.path.join(tmp, "audit.db")
-        results.append(run("SQLite", f"sqlite:///{os.path.abspath(path)}", args.rows, args.runs))
+        results.append(run("SQLite", f"sqlite:///{os.path.abspath(path)}", args.rows, args.runs, export_days))
         print(report(results), file=sys.stderr)
     if args.pg:
-        results.append(run("PostgreSQL", args.pg, args.rows, args.runs))
-    table = report(results)
-    print(table)
+        results.append(run("PostgreSQL", args.pg, args.rows, args.runs, export_days))
+    print(report(results), end="")
     if args.json:
-        meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "rows": args.rows}
+        meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "rows": args.rows, "runs": args.runs}
         args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
 
 
