@@ -352,6 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs per query after one warm-up (median reported)")
     parser.add_argument("--sqlite", help="SQLite file to create (default: a temporary file, removed at the end)")
     parser.add_argument("--pg", metavar="DSN", help="also run against this (empty) PostgreSQL database")
+    parser.add_argument("--no-sqlite", action="store_true", help="skip SQLite (with --pg: PostgreSQL only)")
     parser.add_argument(
         "--export-days",
         default=f"3,{DAYS}",
@@ -364,17 +365,24 @@ def main(argv: list[str] | None = None) -> None:
         print(report([r for path in args.report for r in json.loads(path.read_text())["results"]]), end="")
         return
     export_days = [int(d) for d in args.export_days.split(",") if d.strip()]
-    results = []
-    with tempfile.TemporaryDirectory(prefix="llmtally-bench-") as tmp:
-        path = args.sqlite or os.path.join(tmp, "audit.db")
-        results.append(run("SQLite", f"sqlite:///{os.path.abspath(path)}", args.rows, args.runs, export_days))
+    meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "rows": args.rows, "runs": args.runs}
+    results: list[dict[str, Any]] = []
+
+    def done(result: dict[str, Any]) -> None:
+        """Keeps one backend's figures (written at once with --json, so a later failure loses nothing)."""
+        results.append(result)
         print(report(results), file=sys.stderr)
+        if args.json:
+            args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+
+    if not args.no_sqlite:
+        with tempfile.TemporaryDirectory(prefix="llmtally-bench-") as tmp:
+            path = args.sqlite or os.path.join(tmp, "audit.db")
+            done(run("SQLite", f"sqlite:///{os.path.abspath(path)}", args.rows, args.runs, export_days))
     if args.pg:
-        results.append(run("PostgreSQL", args.pg, args.rows, args.runs, export_days))
-    print(report(results), end="")
-    if args.json:
-        meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "rows": args.rows, "runs": args.runs}
-        args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+        done(run("PostgreSQL", args.pg, args.rows, args.runs, export_days))
+    if results:
+        print(report(results), end="")
 
 
 if __name__ == "__main__":

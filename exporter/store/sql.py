@@ -107,8 +107,9 @@ class SQLStore(ABC):
         params.append(snapshot)
         direction, compare = ("DESC", "<") if newest_first else ("ASC", ">")
         if cursor is not None:
-            where += f" AND (start_time_ns, record_id) {compare} ({p}, {p})"
-            params += [cursor.start_time_ns, cursor.record_id]
+            # The plain bound lets SQLite start its index scan at the cursor (the row value alone is only a filter).
+            where += f" AND start_time_ns {compare}= {p} AND (start_time_ns, record_id) {compare} ({p}, {p})"
+            params += [cursor.start_time_ns, cursor.start_time_ns, cursor.record_id]
         sql = (
             f"SELECT {COLUMN_LIST} FROM {RECORDS} WHERE {where} "
             f"ORDER BY start_time_ns {direction}, record_id {direction} LIMIT {p}"
