@@ -17,6 +17,7 @@ from llmtally.exporter.maintenance import reprice as repricing
 from llmtally.exporter.maintenance import retention
 from llmtally.exporter.normalise.record import Record
 from llmtally.exporter.price import Pricer, PricingConfig
+from llmtally.exporter.store import open_store
 
 from .options import asked, open_from, print_json
 from .tables import Column, money, progress, show, text
@@ -117,7 +118,7 @@ def reprice(args: argparse.Namespace) -> int:
     until = instant(args.until, "--until") if args.until else None
     if until is not None and until <= since:
         raise QueryError("--until must be after --since")
-    with open_from(args) as store, _bar(not args.json, "repricing days", None) as advance:
+    with open_store(config.store) as store, _bar(not args.json, "repricing days", None) as advance:
         outcome = repricing.reprice(store, pricer, since, until, lambda n: advance(1))
     result = {"since": iso(since), "days": outcome.examined_days, "changed": outcome.changed}
     if args.json:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from llmtally.exporter.api import reports
-from llmtally.exporter.api.params import group_by
+from llmtally.exporter.api.params import Filters, TimeRange, group_by
+from llmtally.exporter.store import Store
 
 from .options import asked, open_from, print_json
 from .tables import Column, count, millis, money, percent, show, text
@@ -25,18 +27,28 @@ _FIGURES: list[Column] = [
 ]
 
 
+def _report(
+    args: argparse.Namespace, build: Callable[[Store, TimeRange, Filters], dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The report for the command's range and filters; printed as JSON (and None returned) with --json."""
+    span, filters = asked(args)
+    with open_from(args) as store:
+        report = build(store, span, filters)
+    if args.json:
+        print_json(report)
+        return None
+    return report
+
+
 def _period(report: dict[str, Any]) -> str:
     span = report["range"]
     return f"{span['start']} .. {span['end']} ({span['name']})"
 
 
 def usage(args: argparse.Namespace) -> int:
-    span, filters = asked(args)
     names = group_by(args.by)
-    with open_from(args) as store:
-        report = reports.usage(store, span, filters, names)
-    if args.json:
-        print_json(report)
+    report = _report(args, lambda store, span, filters: reports.usage(store, span, filters, names))
+    if report is None:
         return 0
     columns: list[Column] = [(g, g, text) for g in names]
     rows = report["rows"]
@@ -91,11 +103,8 @@ def requests(args: argparse.Namespace) -> int:
 
 
 def errors(args: argparse.Namespace) -> int:
-    span, filters = asked(args)
-    with open_from(args) as store:
-        report = reports.errors(store, span, filters)
-    if args.json:
-        print_json(report)
+    report = _report(args, reports.errors)
+    if report is None:
         return 0
     title = (
         f"Errors {_period(report)}: {report['total_errors']:,} of {report['total_requests']:,} requests "
@@ -117,11 +126,8 @@ def errors(args: argparse.Namespace) -> int:
 
 
 def insights(args: argparse.Namespace) -> int:
-    span, filters = asked(args)
-    with open_from(args) as store:
-        report = reports.insights(store, span, filters)
-    if args.json:
-        print_json(report)
+    report = _report(args, reports.insights)
+    if report is None:
         return 0
     trend = report["trend"]
     change = "n/a" if trend["percentage"] is None else f"{trend['percentage']:+.1f}%"
@@ -152,11 +158,8 @@ def insights(args: argparse.Namespace) -> int:
 
 
 def health(args: argparse.Namespace) -> int:
-    span, filters = asked(args)
-    with open_from(args) as store:
-        report = reports.health(store, span, filters)
-    if args.json:
-        print_json(report)
+    report = _report(args, reports.health)
+    if report is None:
         return 0
     figures: list[Column] = [
         ("requests", "requests", count),

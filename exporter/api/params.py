@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 from typing import Literal, get_args
 
 from ..store.rollup import DAY_NS, HOUR_NS
-from ..store.select import Selection
+from ..store.select import STATUSES, Selection
 
 RangeName = Literal["today", "24h", "7d", "30d", "custom"]
 RANGES: tuple[str, ...] = get_args(RangeName)
@@ -35,7 +35,7 @@ FILTERS = {
 GROUPS = (*FILTERS, "status", "hour", "day")
 _GROUP_COLUMNS = {**FILTERS, "status": "status", "hour": "hour", "day": "day"}
 USAGE_STATUSES = ("success", "error")
-LOG_STATUSES = ("success", "error", "4xx", "5xx")
+LOG_STATUSES = STATUSES
 
 
 class QueryError(ValueError):

@@ -11,18 +11,11 @@ from typing import Any
 
 from ..normalise.record import Record
 from ..store import Store, UsageRow
+from ..store.rollup import FLOAT_SUMS, INT_SUMS, TOKENS
 from ..store.select import Cursor
 from .params import BUCKET_WIDTH, FILTERS, Filters, TimeRange, buckets, group_column, iso
 
-_TOKENS = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens", "total_tokens")
-_ZERO: UsageRow = {
-    **dict.fromkeys(
-        ("requests", "errors", *_TOKENS, "provider_cost_nusd", "customer_cost_nusd", "unpriced_requests", "ttft_count"),
-        0,
-    ),
-    "duration_s_sum": 0.0,
-    "ttft_s_sum": 0.0,
-}
+_ZERO: UsageRow = {**dict.fromkeys((*INT_SUMS, "ttft_count"), 0), **dict.fromkeys(FLOAT_SUMS, 0.0)}
 _PUBLIC = {column: name for name, column in FILTERS.items()}
 # Health: success rate at or above each bound, else the next; the error-rate alert thresholds are 10% and 25%.
 HEALTH_BOUNDS = (("healthy", 0.95), ("degraded", 0.90), ("warning", 0.75))
@@ -45,7 +38,7 @@ def figures(row: Mapping[str, Any]) -> dict[str, Any]:
         "requests": requests,
         "errors": int(row["errors"]),
         "error_rate": _rate(int(row["errors"]), requests),
-        **{t: int(row[t]) for t in _TOKENS},
+        **{t: int(row[t]) for t in TOKENS},
         "provider_cost_usd": usd(int(row["provider_cost_nusd"])),
         "customer_cost_usd": usd(int(row["customer_cost_nusd"])),
         "provider_cost_nusd": int(row["provider_cost_nusd"]),

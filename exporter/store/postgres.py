@@ -14,7 +14,7 @@ from ..normalise.record import Record
 from . import rollup, schema
 from .columns import COLUMN_LIST, record_to_row
 from .errors import StoreError, StoreFull, StoreUnavailable
-from .sql import RECORDS, SQLStore, first_of_each_id
+from .sql import RECORDS, SQLStore, Transaction, first_of_each_id
 
 _MIGRATION_LOCK = 0x6C6C6D74616C6C79  # pg_advisory_xact_lock key ("llmtally")
 _TRANSIENT_CLASSES = {"08", "40", "53", "57", "58"}
@@ -103,20 +103,6 @@ class _Connection:
         self._drop()
 
 
-class _Transaction:
-    def __init__(self, cur: psycopg.Cursor[tuple[Any, ...]]) -> None:
-        self._cur = cur
-
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._cur.execute(sql, params).fetchall()
-
-    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return self._cur.execute(sql, params).rowcount
-
-    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
-        self._cur.executemany(sql, params)
-
-
 class PostgresStore(SQLStore):
     """Audit store in PostgreSQL. Several stores (processes) may write the same ids at once: each counts once."""
 
@@ -177,7 +163,7 @@ class PostgresStore(SQLStore):
         return fresh
 
     @contextlib.contextmanager
-    def _transaction(self, lock_rollups: bool = False) -> Iterator[_Transaction]:
+    def _transaction(self, lock_rollups: bool = False) -> Iterator[Transaction]:
         with self._writer.lock:
             try:
                 conn = self._writer.get()
@@ -186,7 +172,7 @@ class PostgresStore(SQLStore):
                         # Receivers add to the rollups after inserting their records: holding the rollups until
                         # commit means a concurrent batch is either wholly seen here or adds to what this leaves.
                         cur.execute(_LOCK_ROLLUPS)
-                    yield _Transaction(cur)
+                    yield Transaction(cur)
             except psycopg.Error as e:
                 raise store_error(e) from e
 

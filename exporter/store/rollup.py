@@ -29,7 +29,6 @@ class Rollup:
 HOURLY = Rollup("completion_rollup_hourly", "hour_start_ns", HOUR_NS)
 DAILY = Rollup("completion_rollup_daily", "day_start_ns", DAY_NS)
 ROLLUPS = (HOURLY, DAILY)
-TABLE = HOURLY.table
 # Dimensions of the rollup key (after the bucket); a missing one is stored as ''.
 DIMENSIONS = (
     "provider",
@@ -45,15 +44,11 @@ DIMENSIONS = (
     "environment",
 )
 KEY = (HOURLY.bucket, *DIMENSIONS)
+TOKENS = ("input_tokens", "output_tokens", "total_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
 INT_SUMS = (
     "requests",
     "errors",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cached_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
+    *TOKENS,
     "provider_cost_nusd",
     "customer_cost_nusd",
     "unpriced_requests",
@@ -66,17 +61,7 @@ GROUPS = (*DIMENSIONS, "hour", "day")
 _RAW_SUMS = {
     "requests": "COUNT(*)",
     "errors": f"SUM(CASE WHEN status = '{STATUS_ERROR}' THEN 1 ELSE 0 END)",
-    **{
-        c: f"SUM({c})"
-        for c in (
-            "input_tokens",
-            "output_tokens",
-            "total_tokens",
-            "cached_tokens",
-            "cache_write_tokens",
-            "reasoning_tokens",
-        )
-    },
+    **{c: f"SUM({c})" for c in TOKENS},
     "provider_cost_nusd": "SUM(COALESCE(provider_cost_nusd, 0))",
     "customer_cost_nusd": "SUM(COALESCE(customer_cost_nusd, 0))",
     "unpriced_requests": "SUM(CASE WHEN priced THEN 0 ELSE 1 END)",

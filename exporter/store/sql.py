@@ -30,16 +30,36 @@ def first_of_each_id(records: Sequence[Record]) -> list[Record]:
     return unique
 
 
-class Transaction(Protocol):
-    """Statements inside one write transaction (committed when the context ends without an exception)."""
+class _Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
 
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Executor(Protocol):
+    """What both drivers' write handles offer (a sqlite3 connection, a psycopg cursor)."""
+
+    def execute(self, sql: Any, params: Any = ..., /) -> _Cursor: ...
+
+    def executemany(self, sql: Any, params: Any, /) -> object: ...
+
+
+class Transaction:
+    """Statements inside one write transaction (committed when the store's context ends without an exception)."""
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._executor.execute(sql, params).fetchall()
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Runs one statement; returns the number of rows it changed."""
-        ...
+        return self._executor.execute(sql, params).rowcount
 
-    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None: ...
+    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        self._executor.executemany(sql, params)
 
 
 class SQLStore(ABC):

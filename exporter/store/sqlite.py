@@ -14,7 +14,7 @@ from ..normalise.record import Record
 from . import rollup, schema
 from .columns import COLUMN_LIST, COLUMNS, record_to_row
 from .errors import StoreError, StoreFull, StoreUnavailable
-from .sql import RECORDS, SQLStore
+from .sql import RECORDS, SQLStore, Transaction, first_of_each_id
 
 _ID_CHUNK = 500  # ids per "already stored?" look-up (well under SQLite's bound-parameter limit)
 _UNAVAILABLE = {
@@ -94,20 +94,6 @@ class _Checkpointer:
         self._stopping.set()
         self._wake.set()
         self._thread.join()
-
-
-class _Transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._conn.execute(sql, params).fetchall()
-
-    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return self._conn.execute(sql, params).rowcount
-
-    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
-        self._conn.executemany(sql, params)
 
 
 class SQLiteStore(SQLStore):
@@ -190,38 +176,31 @@ class SQLiteStore(SQLStore):
         """Store the records not stored yet, and their rollups, in one transaction; return them."""
         if not records:
             return []
-        with self._write_lock, _immediate(self._writer) as conn:
-            fresh = self._not_stored(conn, records)
+        with self._transaction() as tx:
+            fresh = self._not_stored(tx, records)
             if fresh:
-                conn.executemany(self._insert, [record_to_row(r) for r in fresh])
+                tx.many(self._insert, [record_to_row(r) for r in fresh])
                 hourly = rollup.aggregate(fresh)
                 for r, upsert in self._upserts:
-                    conn.executemany(upsert, hourly if r is rollup.HOURLY else rollup.coarsen(hourly, r.width_ns))
-        if self._checkpointer is not None:
-            self._checkpointer.wake()
+                    tx.many(upsert, hourly if r is rollup.HOURLY else rollup.coarsen(hourly, r.width_ns))
         return fresh
 
     @staticmethod
-    def _not_stored(conn: sqlite3.Connection, records: Sequence[Record]) -> list[Record]:
+    def _not_stored(tx: Transaction, records: Sequence[Record]) -> list[Record]:
         """The records whose id is neither stored nor earlier in the batch, in batch order."""
-        seen: set[str] = set()
+        stored: set[str] = set()
         ids = list(dict.fromkeys(r.record_id for r in records))
         for i in range(0, len(ids), _ID_CHUNK):
             chunk = ids[i : i + _ID_CHUNK]
             sql = f"SELECT record_id FROM {RECORDS} WHERE record_id IN ({', '.join(['?'] * len(chunk))})"
-            seen.update(v for (v,) in conn.execute(sql, chunk))
-        fresh = []
-        for r in records:
-            if r.record_id not in seen:
-                seen.add(r.record_id)
-                fresh.append(r)
-        return fresh
+            stored.update(v for (v,) in tx.rows(sql, chunk))
+        return first_of_each_id([r for r in records if r.record_id not in stored])
 
     @contextlib.contextmanager
-    def _transaction(self, lock_rollups: bool = False) -> Iterator[_Transaction]:
-        # BEGIN IMMEDIATE already keeps every other writer out until the end.
+    def _transaction(self, lock_rollups: bool = False) -> Iterator[Transaction]:
+        # BEGIN IMMEDIATE already keeps every other writer out until the end (lock_rollups needs nothing more).
         with self._write_lock, _immediate(self._writer) as conn:
-            yield _Transaction(conn)
+            yield Transaction(conn)
         if self._checkpointer is not None:
             self._checkpointer.wake()
 
