@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--output", "-o", help="file to write (default: stdout)")
     export.add_argument("--payloads", action="store_true", help="include captured prompts and completions")
 
+    budgets = commands.add_parser("budgets", help="budgets: limit, spent, projection, days left, status; credits")
+    add_store(budgets)
+    add_json(budgets)
+
     cleanup = commands.add_parser("cleanup", help="delete records older than N days (or only their payloads)")
     add_store(cleanup)
     cleanup.add_argument("--days", type=int, required=True, help="keep this many whole UTC days (and today)")
@@ -80,9 +84,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _command(name: str) -> Callable[[argparse.Namespace], int]:
-    from .commands import records, reports
+    from .commands import budgets, records, reports
 
     return {
+        "budgets": budgets.budgets,
         "usage": reports.usage,
         "requests": reports.requests,
         "errors": reports.errors,

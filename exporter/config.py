@@ -34,6 +34,9 @@ class Config:
     retention_days: int | None = None
     retention_payload_days: int | None = None
     retention_interval_seconds: float = 3600.0
+    budgets: Any = None  # the raw budgets:, credits: and alerts: sections (checked by budgets.config)
+    credits: Any = None
+    alerts: Any = None
     path: str | None = None
 
 
@@ -54,7 +57,7 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
         "interval_seconds": ("retention_interval_seconds", float),
     },
 }
-_TOP = {"store", "receiver", "metrics", "pricing", "api", "retention"}
+_TOP = {"store", "receiver", "metrics", "pricing", "api", "retention", "budgets", "credits", "alerts"}
 
 
 def load(path: str | None = None, *, env: Mapping[str, str] | None = None, **flags: str | None) -> Config:
@@ -110,6 +113,7 @@ def _read(path: str) -> dict[str, Any]:
     if not isinstance(pricing, dict):
         raise ConfigError(f"{path}: pricing must be a mapping")
     values["pricing"] = pricing
+    values.update({k: data[k] for k in ("budgets", "credits", "alerts") if data.get(k) is not None})
     return values
 
 

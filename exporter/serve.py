@@ -10,6 +10,8 @@ import uvicorn
 
 from .api.auth import parse_tokens
 from .api.routes import create_router, install
+from .budgets.config import BudgetSettings
+from .budgets.metrics import BudgetMetrics
 from .config import Config, ConfigError, is_loopback, split_address
 from .maintenance.retention import Scheduler
 from .metrics import Metrics
@@ -33,6 +35,7 @@ def redact(url: str) -> str:
 def serve(config: Config) -> int:
     """Runs the receiver; returns once it has stopped cleanly (every acknowledged batch stored)."""
     pricer = Pricer(PricingConfig.from_dict(config.pricing))
+    budgets = BudgetSettings.from_config(config)
     tokens = parse_tokens(config.api_tokens)
     host, port = split_address(config.http, "http")
     if not tokens and not is_loopback(host):
@@ -42,6 +45,7 @@ def serve(config: Config) -> int:
         )
     store = open_store(config.store)
     metrics = Metrics(config.max_series)
+    metrics.registry.register(BudgetMetrics(store, budgets))
     pipeline = Pipeline(store, metrics, max_queued=config.queue_records).start()
     metrics.receiver.watch(pipeline.depth, pricer.catalog_age_seconds)
     ingest = Ingest(pipeline, pricer, metrics, config.ack_timeout_seconds)
@@ -53,7 +57,7 @@ def serve(config: Config) -> int:
     app = create_app(
         ingest, metrics, ready=ready, max_request_bytes=config.max_request_bytes, retry_after=config.retry_after_seconds
     )
-    install(app, create_router(store, tokens, pricer), config.retry_after_seconds)
+    install(app, create_router(store, tokens, pricer, budgets), config.retry_after_seconds)
     retention = Scheduler(
         store, config.retention_days, config.retention_payload_days, config.retention_interval_seconds
     ).start()

@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: PostgreSQL (started by the tests on loopback with a throwaway data directory)
-# and Prometheus (promtool checks the receiver's /metrics).
-DEBIAN_PACKAGES=(postgresql prometheus)
+# Prometheus (promtool checks /metrics and unit-tests the alert rules) and Alertmanager (amtool checks the routing).
+DEBIAN_PACKAGES=(postgresql prometheus prometheus-alertmanager)
 if [ ${#DEBIAN_PACKAGES[@]} -gt 0 ]; then
   missing=()
   for p in "${DEBIAN_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

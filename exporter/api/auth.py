@@ -1,4 +1,4 @@
-"""API tokens and roles: an admin sees every request, a member only their own (user id).
+"""API tokens and roles: an admin sees every request, a member only their own (user id), an app only the budgets.
 
 Configured in `llmtally.yaml` under `api.tokens`; a token is given as its sha256 (hex, preferred: the file then holds
 no secret) or as plain text. Without tokens the API is open but `serve` only listens on loopback.
@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from ..config import ConfigError
 
-Role = Literal["admin", "member"]
-ROLES: tuple[str, ...] = ("admin", "member")
+Role = Literal["admin", "member", "app"]
+ROLES: tuple[str, ...] = ("admin", "member", "app")
 
 
 class TokenConfigError(ConfigError):
@@ -46,7 +46,9 @@ def digest(token: str) -> str:
 
 
 def parse_tokens(entries: Sequence[Mapping[str, Any]]) -> list[Token]:
-    """`api.tokens` entries -> tokens. Each: name, role (admin|member), user (members), token or token_sha256."""
+    """`api.tokens` entries -> tokens. Each: name, role (admin|member|app), user (members), token or token_sha256.
+
+    An app token (what an instrumented app's budget enforcement uses) reads /api/v1/budgets and nothing else."""
     tokens = []
     for i, entry in enumerate(entries):
         where = f"api.tokens[{i}]"
@@ -57,7 +59,7 @@ def parse_tokens(entries: Sequence[Mapping[str, Any]]) -> list[Token]:
             raise TokenConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         role = entry.get("role")
         if role not in ROLES:
-            raise TokenConfigError(f"{where}.role must be admin or member, not {role!r}")
+            raise TokenConfigError(f"{where}.role must be admin, member or app, not {role!r}")
         user = entry.get("user")
         if role == "member" and not (isinstance(user, str) and user):
             raise TokenConfigError(f"{where}: a member token needs user (the user id whose requests it may see)")

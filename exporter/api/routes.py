@@ -14,6 +14,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..budgets.config import BudgetSettings
+from ..budgets.status import report as budget_report
+from ..budgets.status import states as budget_states
 from ..price import Pricer
 from ..store import BadCursor, Store, StoreError
 from . import export, reports
@@ -43,7 +46,7 @@ class ErrorBody(BaseModel):
 _STATUS_HELP = {
     400: "A bad parameter (the message names it)",
     401: "No valid API token (when api.tokens are configured)",
-    403: "A member token asking for another user's requests",
+    403: "A member token asking for another user's requests, or an app token asking for anything but budgets",
     404: "Not found",
     503: "The audit store is unavailable (see Retry-After)",
 }
@@ -117,10 +120,15 @@ def _asked(
 AskedDep = Annotated[Asked, Depends(_asked)]
 
 
-def create_router(store: Store, tokens: Sequence[Token], pricer: Pricer) -> APIRouter:
+def create_router(
+    store: Store, tokens: Sequence[Token], pricer: Pricer, budgets: BudgetSettings | None = None
+) -> APIRouter:
     """The /api/v1 routes over `store`; with `tokens`, every call needs one (members see only their own)."""
+    budget_settings = budgets or BudgetSettings()
 
-    def principal(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal | None:
+    def any_principal(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal | None:
         if not tokens:
             return None
         header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
@@ -131,7 +139,13 @@ def create_router(store: Store, tokens: Sequence[Token], pricer: Pricer) -> APIR
             )
         return who
 
+    def principal(who: Annotated[Principal | None, Depends(any_principal)]) -> Principal | None:
+        if who is not None and who.role == "app":
+            raise HTTPException(403, f"token {who.name!r} (role app) may only read /api/v1/budgets")
+        return who
+
     Who = Annotated[Principal | None, Depends(principal)]
+    AnyWho = Annotated[Principal | None, Depends(any_principal)]
 
     def scoped(filters: Filters, who: Principal | None) -> Filters:
         """A member's filters narrowed to their own requests; asking for someone else's is refused."""
@@ -235,6 +249,15 @@ def create_router(store: Store, tokens: Sequence[Token], pricer: Pricer) -> APIR
         if info is None:
             raise HTTPException(404, f"no price known for model {model!r}; add it under pricing.overrides")
         return info.as_json()
+
+    @router.get("/budgets", summary="Budgets: limit, spent, utilisation, projection, status; provider credits")
+    def budgets_view(who: AnyWho) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        states, credits = budget_states(store, budget_settings, now)
+        if who is not None and who.role == "member":
+            states = [s for s in states if s.budget.scope.get("user") == who.user]
+            credits = []
+        return budget_report(states, credits, now)
 
     return router
 

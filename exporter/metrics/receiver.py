@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -40,6 +41,12 @@ class ReceiverMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=registry,
         )
+        self.last_stored = Gauge(
+            "llmtally_receiver_last_stored_timestamp_seconds",
+            "Unix time a record was last newly stored (the receiver's start until then)",
+            registry=registry,
+        )
+        self.last_stored.set(time.time())
         self.catalog_age = Gauge(
             "llmtally_receiver_price_catalog_age_seconds", "Age of the price catalog in use", registry=registry
         )
