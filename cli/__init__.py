@@ -6,6 +6,13 @@ In an app: `llmtally.instrument()` (or run it under `opentelemetry-instrument`) 
 
 from __future__ import annotations
 
-from llmtally.instrumentation import attributes, instrument, uninstrument
+from llmtally.instrumentation import (
+    BudgetError,
+    BudgetExceeded,
+    BudgetStateUnavailable,
+    attributes,
+    instrument,
+    uninstrument,
+)
 
-__all__ = ["attributes", "instrument", "uninstrument"]
+__all__ = ["BudgetError", "BudgetExceeded", "BudgetStateUnavailable", "attributes", "instrument", "uninstrument"]

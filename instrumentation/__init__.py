@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from .attribution import attributes
+from .budgets import BudgetError, BudgetExceeded, BudgetStateUnavailable
 
-__all__ = ["attributes", "instrument", "uninstrument"]
+__all__ = ["BudgetError", "BudgetExceeded", "BudgetStateUnavailable", "attributes", "instrument", "uninstrument"]
 
 HOOKS = ("openai", "anthropic", "http")
 
@@ -45,11 +46,16 @@ def instrument(
     stream_usage: bool | None = None,
     provider_hosts: dict[str, str] | None = None,
     environment: str | None = None,
+    budgets_url: str | None = None,
+    api_token: str | None = None,
+    budgets_refresh_seconds: float | None = None,
+    budgets_fail: str | None = None,
 ) -> None:
     """Turns on the hooks (all by default) for the libraries that are installed.
 
     Providers default to the global ones; the other arguments override the environment variables documented in
-    the README (`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`, `LLMTALLY_*`).
+    the README (`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`, `LLMTALLY_*`). With `budgets_url` (the
+    receiver's HTTP base URL), calls over a hard budget raise `BudgetExceeded` before anything is sent.
     """
     kwargs = {
         "tracer_provider": tracer_provider,
@@ -61,6 +67,10 @@ def instrument(
         "stream_usage": stream_usage,
         "provider_hosts": provider_hosts,
         "environment": environment,
+        "budgets_url": budgets_url,
+        "api_token": api_token,
+        "budgets_refresh_seconds": budgets_refresh_seconds,
+        "budgets_fail": budgets_fail,
     }
     for instrumentor in _instrumentors(hooks):
         if not instrumentor.is_instrumented_by_opentelemetry:

@@ -1,7 +1,8 @@
 """The instrumentation's shared state: settings, telemetry handles, and which hooks are on.
 
 The HTTP-client hook is installed while any llmtally instrumentor is on (the SDK hooks read bodies through it);
-calls that no SDK hook opened are recorded only while `llmtally_http` is on.
+calls that no SDK hook opened are recorded only while `llmtally_http` is on. Hard-budget enforcement (see
+`budgets`) starts with the first hook on and stops with the last one off.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import budgets as budget_state
 from .settings import Settings
 from .telemetry import Telemetry
 
@@ -19,6 +21,7 @@ class Runtime:
     settings: Settings
     telemetry: Telemetry
     users: set[str] = field(default_factory=set)
+    budgets: budget_state.Enforcer | None = None  # None when enforcement is off
 
     @property
     def records_plain_http(self) -> bool:
@@ -44,7 +47,9 @@ def activate(user: str, **kwargs: Any) -> Runtime:
         overrides = {k: v for k, v in kwargs.items() if k in Settings.__dataclass_fields__}
         if _current is None or any(providers.values()) or overrides:
             users = _current.users if _current is not None else set()
-            _current = Runtime(Settings.from_env(**overrides), Telemetry(**providers), users)
+            settings = Settings.from_env(**overrides)
+            enforcer = budget_state.configure(settings, providers["meter_provider"])
+            _current = Runtime(settings, Telemetry(**providers), users, enforcer)
         _current.users.add(user)
         hooks.install()
         return _current
@@ -61,4 +66,5 @@ def deactivate(user: str) -> None:
         _current.users.discard(user)
         if not _current.users:
             hooks.uninstall()
+            budget_state.shutdown()
             _current = None

@@ -2,18 +2,21 @@
 `SyncAPIClient.request` / `AsyncAPIClient.request(cast_to, options, *, stream, stream_cls)`.
 
 Wrapping it opens one call per SDK method call; the HTTP hook then joins every attempt to it. The SDK hands us
-its request body as a dict, so the body is never parsed twice.
+its request body as a dict, so the body is never parsed twice. A call over a hard budget is refused here, before
+the SDK sends anything (and before its retry loop could turn the refusal into a connection error).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
-from . import runtime
+from . import budgets, runtime
+from .budgets import BudgetError
 from .call import LLMCall
 from .providers import provider_for, route_for
 from .request import read_request
@@ -22,13 +25,20 @@ from .scope import current_call
 
 
 def _open(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], provider: str) -> LLMCall | None:
-    """The call this SDK request opens, or None for a request that is no LLM call. Never raises."""
+    """The call this SDK request opens, or None for a request that is no LLM call.
+
+    Raises only the `BudgetError` that refuses the call (decided inside `quiet()`, raised outside it)."""
+    opened: LLMCall | BudgetError | None = None
     with quiet():
-        return _open_call(instance, args, kwargs, provider)
-    return None
+        opened = _open_call(instance, args, kwargs, provider)
+    if isinstance(opened, BudgetError):
+        raise opened
+    return opened
 
 
-def _open_call(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], provider: str) -> LLMCall | None:
+def _open_call(
+    instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], provider: str
+) -> LLMCall | BudgetError | None:
     rt = runtime.get()
     if rt is None or current_call.get() is not None:
         return None
@@ -44,6 +54,12 @@ def _open_call(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], pro
         return None
     info = read_request(body, api=route.api, url_path=path, keep_body=rt.settings.capture_content)
     name = provider_for(host, port, path, default=provider, overrides=rt.settings.provider_hosts)
+    enforcer = rt.budgets
+    if enforcer is not None and enforcer.armed:
+        key = partial(budgets.key_from_client, instance, options)
+        refused = enforcer.refusal(name, info.model, info.user, rt.settings.environment, key)
+        if refused is not None:
+            return refused
     return LLMCall(rt, route, name, info, host, port)
 
 

@@ -28,6 +28,10 @@ class Settings:
     stream_usage: bool = True
     provider_hosts: Mapping[str, str] = field(default_factory=dict)
     environment: str | None = None
+    budgets_url: str | None = None  # the receiver's HTTP base URL; hard budgets are enforced when set
+    api_token: str | None = None  # a receiver API token (role app) for reading the budgets
+    budgets_refresh_seconds: float = 15.0
+    budgets_fail: str = "open"  # open | closed: what to do while the budget state is unknown
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -40,6 +44,10 @@ class Settings:
             "stream_usage": env.get("LLMTALLY_STREAM_USAGE", "true").strip().lower() not in _OFF,
             "provider_hosts": _hosts(env.get("LLMTALLY_PROVIDER_HOSTS", "")),
             "environment": env.get("LLMTALLY_ENVIRONMENT") or _resource_environment(env),
+            "budgets_url": env.get("LLMTALLY_BUDGETS_URL", "").strip() or None,
+            "api_token": env.get("LLMTALLY_API_TOKEN", "").strip() or None,
+            "budgets_refresh_seconds": _float(env.get("LLMTALLY_BUDGETS_REFRESH_SECONDS"), 15.0),
+            "budgets_fail": env.get("LLMTALLY_BUDGETS_FAIL", "").strip().lower() or "open",
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         patterns = values["redact_patterns"]
@@ -58,6 +66,14 @@ def _int(value: str | None, default: int) -> int:
         return max(0, int(value)) if value else default
     except ValueError:
         return default
+
+
+def _float(value: str | None, default: float) -> float:
+    try:
+        number = float(value) if value else default
+    except ValueError:
+        return default
+    return number if number > 0 else default
 
 
 def _split(value: str) -> list[str]:

@@ -1,18 +1,21 @@
 """The hook on `httpx2` and `httpx` clients' `send`: every LLM API attempt passes through here.
 
 Inside a call that an SDK hook opened, an attempt joins that call (so SDK retries make one record). Outside one,
-a POST to a known LLM API path with a JSON body that names a model opens a call of its own.
+a POST to a known LLM API path with a JSON body that names a model opens a call of its own, unless a hard budget
+refuses it (then `send` raises the `BudgetError` and nothing is sent).
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import wrapt
 
-from .. import runtime
+from .. import budgets, runtime
+from ..budgets import BudgetError
 from ..call import LLMCall
 from ..providers import provider_for, route_for
 from ..request import parse_body, read_request
@@ -51,8 +54,8 @@ def uninstall() -> None:
         setattr(cls, attr, original)
 
 
-def _open(request: Any) -> tuple[LLMCall | None, bool]:
-    """The call this attempt belongs to, and whether this hook opened it."""
+def _open(request: Any) -> tuple[LLMCall | BudgetError | None, bool]:
+    """The call this attempt belongs to (or the refusal of a call it would open), and whether this hook opened it."""
     call = current_call.get()
     url = request.url
     if call is not None and not call.ended and call.host == url.host:
@@ -73,6 +76,12 @@ def _open(request: Any) -> tuple[LLMCall | None, bool]:
     info = read_request(body, api=route.api, url_path=path, keep_body=rt.settings.capture_content)
     default = "anthropic" if route.api == "anthropic" else None  # the Messages API shape names its provider
     provider = provider_for(url.host, url.port, path, default=default, overrides=rt.settings.provider_hosts)
+    enforcer = rt.budgets
+    if enforcer is not None and enforcer.armed:
+        key = partial(budgets.key_from_headers, request.headers)
+        refused = enforcer.refusal(provider, info.model, info.user, rt.settings.environment, key)
+        if refused is not None:
+            return refused, False
     return LLMCall(rt, route, provider, info, url.host, url.port), True
 
 
@@ -152,13 +161,13 @@ class _Attempt:
                 self.call.leave_scope()
 
 
-def _prepare(args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Attempt | None:
-    """The attempt to record for this send, or None to send untouched. Never raises."""
+def _prepare(args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Attempt | BudgetError | None:
+    """The attempt to record for this send, None to send untouched, or the refusal to raise. Never raises."""
     with _quiet():
         request = args[0] if args else kwargs["request"]
         call, owned = _open(request)
-        if call is None:
-            return None
+        if call is None or isinstance(call, BudgetError):
+            return call
         try:
             sent, reader = _begin(call, request)
         except Exception:
@@ -177,6 +186,8 @@ def _send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
     attempt = _prepare(args, kwargs)
     if attempt is None:
         return wrapped(*args, **kwargs)
+    if isinstance(attempt, BudgetError):
+        raise attempt
     try:
         response = wrapped(*attempt.args, **attempt.kwargs)
     except BaseException as error:
@@ -190,6 +201,8 @@ async def _async_send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs
     attempt = _prepare(args, kwargs)
     if attempt is None:
         return await wrapped(*args, **kwargs)
+    if isinstance(attempt, BudgetError):
+        raise attempt
     try:
         response = await wrapped(*attempt.args, **attempt.kwargs)
     except BaseException as error:
