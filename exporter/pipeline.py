@@ -2,22 +2,31 @@
 
 A batch is acknowledged only once the transaction holding it has committed: `submit` returns a future that the
 writer resolves after `Store.write`. Batches waiting together are written in one transaction (group commit).
-Past `max_queued` records, `submit` refuses at once (`Overloaded`): the client backs off and retries. A store
-that fails fails the futures (`StoreError`): nothing is acknowledged that was not stored, and a retried batch is
-de-duplicated by the store, so it is never counted twice.
+Past `max_queued` records, `submit` refuses at once (`Overloaded`): the client backs off and retries.
+
+A store that is unavailable (`StoreUnavailable`) fails the futures: nothing is acknowledged that was not stored,
+and a retried batch is de-duplicated by the store, so it is never counted twice. Any other failure is permanent
+(`RecordRejected`: a value the database refuses): the writer then halves the group and writes each half in its own
+transaction, down to single records, so that every good record is stored once and only the records the database
+refuses are rejected (at most 2n - 1 transactions for n records); each future learns which of its records were
+rejected and why.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 
 from .metrics import Metrics
 from .normalise import Record
-from .store import Store
+from .store import Store, StoreError, StoreUnavailable
+
+log = logging.getLogger("llmtally.pipeline")
 
 
 class Overloaded(Exception):
@@ -28,13 +37,32 @@ class Closed(Exception):
     """The receiver is shutting down."""
 
 
+@dataclass(frozen=True)
+class Written:
+    """What became of one submitted batch: how many of its records were new, and the (record id, reason) of each
+    record the store refused for good (the others are stored)."""
+
+    new: int = 0
+    rejected: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class _Group:
+    """The outcome of writing one group, built up write by write."""
+
+    stored: list[Record] = field(default_factory=list)
+    settled: set[int] = field(default_factory=set)  # id() of the records stored or already there
+    rejected: dict[int, str] = field(default_factory=dict)  # id() of a refused record -> why
+    error: StoreUnavailable | None = None  # the store went away: what is not settled yet is to be retried
+
+
 class Pipeline:
     def __init__(self, store: Store, metrics: Metrics, *, max_queued: int = 100_000, group_max: int = 8192) -> None:
         self.store = store
         self.metrics = metrics
         self.max_queued = max_queued
         self.group_max = group_max
-        self._pending: deque[tuple[Sequence[Record], Future[int]]] = deque()
+        self._pending: deque[tuple[Sequence[Record], Future[Written]]] = deque()
         self._queued = 0
         self._cond = threading.Condition()
         self._closing = False
@@ -47,11 +75,12 @@ class Pipeline:
     def depth(self) -> int:
         return self._queued
 
-    def submit(self, records: Sequence[Record]) -> Future[int]:
-        """Queues `records`; the future gives how many of them were new once they are stored."""
-        future: Future[int] = Future()
+    def submit(self, records: Sequence[Record]) -> Future[Written]:
+        """Queues `records`; the future gives how many of them were new and which were rejected once the others are
+        stored, or fails with StoreUnavailable (retry the batch)."""
+        future: Future[Written] = Future()
         if not records:
-            future.set_result(0)
+            future.set_result(Written())
             return future
         with self._cond:
             if self._closing:
@@ -71,7 +100,7 @@ class Pipeline:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
-    def _take(self) -> list[tuple[Sequence[Record], Future[int]]] | None:
+    def _take(self) -> list[tuple[Sequence[Record], Future[Written]]] | None:
         with self._cond:
             while not self._pending and not self._closing:
                 self._cond.wait()
@@ -92,23 +121,58 @@ class Pipeline:
                 return
             self._write(group)
 
-    def _write(self, group: list[tuple[Sequence[Record], Future[int]]]) -> None:
+    def _write(self, group: list[tuple[Sequence[Record], Future[Written]]]) -> None:
         records = [record for batch, _ in group for record in batch]
         started = time.perf_counter()
+        done = _Group()
         try:
-            stored = self.store.write(records)
-        except Exception as error:
-            for _, future in group:
-                future.set_exception(error)
-        else:
+            self._isolate(records, done)
             receiver = self.metrics.receiver
-            receiver.write_latency.observe(time.perf_counter() - started)
+            if done.settled:
+                receiver.write_latency.observe(time.perf_counter() - started)
+            stored = done.stored
             self.metrics.records.observe(stored)
             receiver.stored.inc(len(stored))
-            receiver.duplicates.inc(len(records) - len(stored))
+            if stored:
+                receiver.last_stored.set_to_current_time()
+            receiver.duplicates.inc(len(done.settled) - len(stored))
             new_ids = {record.record_id for record in stored}
             for batch, future in group:
-                future.set_result(sum(1 for record in batch if record.record_id in new_ids))
+                if done.error is not None and any(
+                    id(r) not in done.settled and id(r) not in done.rejected for r in batch
+                ):
+                    future.set_exception(done.error)
+                    continue
+                rejected = tuple((r.record_id, done.rejected[id(r)]) for r in batch if id(r) in done.rejected)
+                future.set_result(Written(sum(1 for r in batch if r.record_id in new_ids), rejected))
+        except Exception as error:  # a bug past the store: fail the batches rather than leave them waiting
+            log.exception("the writer failed")
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(error)
         finally:
             with self._cond:
                 self._queued -= len(records)
+
+    def _isolate(self, records: list[Record], done: _Group) -> None:
+        """Writes `records` in one transaction; when the store refuses them for good, each half in its own, down to
+        the single records it refuses. Stops at the first StoreUnavailable (kept in `done.error`)."""
+        try:
+            stored = self.store.write(records)
+        except StoreUnavailable as error:
+            done.error = error
+            return
+        except Exception as error:
+            if not isinstance(error, StoreError):
+                log.warning("the store raised %s (a bug: stores raise StoreError)", type(error).__name__)
+            if len(records) == 1:
+                log.warning("record %s rejected by the store: %s", records[0].record_id, error)
+                done.rejected[id(records[0])] = f"record {records[0].record_id}: {error}"
+                return
+            middle = len(records) // 2
+            self._isolate(records[:middle], done)
+            if done.error is None:
+                self._isolate(records[middle:], done)
+            return
+        done.stored += stored
+        done.settled.update(id(r) for r in records)

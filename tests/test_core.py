@@ -68,11 +68,32 @@ def test_uninstrument_restores_every_original_over_many_cycles(provider):
         assert all(wrapped[name] is not before[name] for name in before), "instrument() wrapped everything"
         llmtally.uninstrument()
         assert _originals() == before
-    # And nothing is recorded once off.
+    # And nothing is recorded once off: the same meter provider counts a call while on, not one after.
     reader = InMemoryMetricReader()
-    MeterProvider(metric_readers=[reader])
+    meter_provider = MeterProvider(metric_readers=[reader])
+    llmtally.instrument(meter_provider=meter_provider, tracer_provider=TracerProvider(sampler=ALWAYS_OFF))
+    try:
+        openai_client(provider).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert _requests_counted(reader) == 1
+    finally:
+        llmtally.uninstrument()
     openai_client(provider).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    assert reader.get_metrics_data() is None or not reader.get_metrics_data().resource_metrics
+    assert _requests_counted(reader) == 1
+    meter_provider.shutdown()
+
+
+def _requests_counted(reader: InMemoryMetricReader) -> float:
+    """completion.requests.total as llmtally recorded it into `reader` (cumulative)."""
+    data = reader.get_metrics_data()
+    return sum(
+        point.value
+        for resource in (data.resource_metrics if data else ())
+        for scope in resource.scope_metrics
+        if scope.scope.name == "llmtally"
+        for metric in scope.metrics
+        if metric.name == "completion.requests.total"
+        for point in metric.data.data_points
+    )
 
 
 def test_instrumentation_imports_none_of_the_receiver_dependencies(tmp_path):

@@ -17,7 +17,16 @@ from psycopg import errors as pgerrors
 
 from conftest import new_pg_server
 from llmtally.exporter.normalise.record import Record
-from llmtally.exporter.store import GROUPS, Store, StoreError, StoreFull, StoreUnavailable, open_store, schema
+from llmtally.exporter.store import (
+    GROUPS,
+    RecordRejected,
+    Store,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+    open_store,
+    schema,
+)
 from llmtally.exporter.store.postgres import store_error as postgres_store_error
 from llmtally.exporter.store.rollup import DIMENSIONS
 from llmtally.exporter.store.sqlite import SQLiteStore
@@ -538,7 +547,7 @@ def test_sqlite_locked_past_the_busy_timeout_is_unavailable(tmp_path):
         (pgerrors.SerializationFailure, StoreUnavailable),
         (pgerrors.TooManyConnections, StoreUnavailable),
         (psycopg.OperationalError, StoreUnavailable),
-        (pgerrors.NotNullViolation, StoreError),
+        (pgerrors.NotNullViolation, RecordRejected),
     ],
 )
 def test_postgres_errors_say_whether_to_retry(error: type[psycopg.Error], raised: type[StoreError]):

@@ -8,9 +8,11 @@ OpenLLMetry (`gen_ai.*` / `llm.*`) and OpenLIT.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
+from .limits import count, seconds
 from .record import STATUS_ERROR, STATUS_SUCCESS, Record
 
 # First present key wins.
@@ -41,14 +43,27 @@ def first(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
     return None
 
 
-def _int(found: Any) -> int:
-    if isinstance(found, bool):
-        return 0
-    if isinstance(found, (int, float)):
-        return max(int(found), 0)
+def _found(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str, Any]:
+    """The first present key of `keys` and its value (the first key and None when none is)."""
+    for key in keys:
+        found = attrs.get(key)
+        if found is not None:
+            return key, found
+    return keys[0], None
+
+
+def _tokens(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> int:
+    key, found = _found(attrs, keys)
+    return count(found, key)
+
+
+def _http_status(found: Any) -> int | None:
+    """An HTTP status code; None when absent or not one (it only describes the record)."""
     if isinstance(found, str) and found.isdigit():
+        found = int(found)
+    if isinstance(found, int) and not isinstance(found, bool) and 100 <= found <= 999:
         return int(found)
-    return 0
+    return None
 
 
 def _str(found: Any) -> str | None:
@@ -77,16 +92,17 @@ def to_record(
     status_message: str | None = None,
     peer: str | None = None,
 ) -> Record:
-    """The record these attributes describe."""
+    """The record these attributes describe. Raises `limits.Invalid` for a value no record may hold (see
+    `limits.check` for the rest)."""
     resource = resource or {}
     input_keys = [k for k in (*_INPUT, *_OUTPUT) if k in attrs]
-    input_tokens = _int(first(attrs, _INPUT))
-    output_tokens = _int(first(attrs, _OUTPUT))
+    input_tokens = _tokens(attrs, _INPUT)
+    output_tokens = _tokens(attrs, _OUTPUT)
     operation = attrs.get("gen_ai.operation.name") or attrs.get("llm.request.type") or "chat"
     error_type = _str(attrs.get("error.type"))
     failed = error_type is not None or span_failed
-    duration = attrs.get("llmtally.duration")
-    ttft = first(attrs, _TTFT)
+    duration = seconds(attrs.get("llmtally.duration"), "llmtally.duration")
+    ttft_key, ttft = _found(attrs, _TTFT)
     events = attrs.get("llmtally.events")
     reasons = attrs.get("gen_ai.response.finish_reasons")
     stream = attrs.get("gen_ai.request.stream", attrs.get("llm.is_streaming"))
@@ -101,19 +117,19 @@ def to_record(
         request_model=str(first(attrs, _MODEL) or ""),
         response_model=str(attrs.get("gen_ai.response.model") or ""),
         status=STATUS_ERROR if failed else STATUS_SUCCESS,
-        http_status=_int(attrs.get("http.response.status_code")) or None,
+        http_status=_http_status(attrs.get("http.response.status_code")),
         error_type=error_type or ("_OTHER" if failed else None),
         error_message=_str(attrs.get("llmtally.error.message")) or (status_message if failed else None),
-        duration_s=float(duration) if isinstance(duration, (int, float)) else max(end_ns - start_ns, 0) / 1e9,
-        ttft_s=float(ttft) if isinstance(ttft, (int, float)) else None,
+        duration_s=duration if duration is not None else max(end_ns - start_ns, 0) / 1e9,
+        ttft_s=seconds(ttft, ttft_key),
         stream=bool(stream),
         stream_outcome=_str(attrs.get("llmtally.stream.outcome")),
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        total_tokens=_int(first(attrs, _TOTAL)) or input_tokens + output_tokens,
-        cached_tokens=_int(first(attrs, _CACHE_READ)),
-        cache_write_tokens=_int(first(attrs, _CACHE_WRITE)),
-        reasoning_tokens=_int(first(attrs, _REASONING)),
+        total_tokens=_tokens(attrs, _TOTAL) or input_tokens + output_tokens,
+        cached_tokens=_tokens(attrs, _CACHE_READ),
+        cache_write_tokens=_tokens(attrs, _CACHE_WRITE),
+        reasoning_tokens=_tokens(attrs, _REASONING),
         usage_source=str(attrs.get("llmtally.usage.source") or ("provider" if input_keys else "none")),
         user_id=_str(first(attrs, _USER)),
         api_key=_str(attrs.get("llmtally.api_key")),
@@ -158,7 +174,7 @@ def _ratelimits(attrs: Mapping[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, key in _RATELIMIT_KEYS:
         found = attrs.get(key)
-        if isinstance(found, (int, float)) and not isinstance(found, bool):
+        if isinstance(found, (int, float)) and not isinstance(found, bool) and math.isfinite(found):
             out[name] = float(found)
     return out
 

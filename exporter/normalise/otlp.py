@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .convert import is_llm_call, to_record
+from .limits import Invalid, check, seconds
 from .record import Record
 from .values import attributes
 
@@ -14,6 +15,7 @@ AUDIT_EVENT = "llmtally.completion"
 _SPAN_KIND_INTERNAL = 1
 _STATUS_ERROR = 2
 _NO_SPAN = "0" * 16
+_REASONS_SHOWN = 5
 # Instrumentation scope prefix -> the `source` a record names (first match wins).
 _SOURCES = (
     ("llmtally", "llmtally"),
@@ -41,12 +43,14 @@ class Normalised:
 
     def reject(self, why: str) -> None:
         self.rejected += 1
-        if len(self.errors) < 5 and why not in self.errors:
+        if len(self.errors) < _REASONS_SHOWN and why not in self.errors:
             self.errors.append(why)
 
     @property
     def message(self) -> str:
-        return "; ".join(self.errors)
+        """The first distinct reasons (OTLP partial success's error_message)."""
+        shown = "; ".join(self.errors)
+        return f"{shown}; ({self.rejected} rejected in all)" if self.rejected > len(self.errors) else shown
 
 
 def source_of(scope: str) -> str:
@@ -81,10 +85,10 @@ def from_logs(request: Any, peer: str | None = None) -> Normalised:
                     record_id = hashlib.sha256(log.SerializeToString(deterministic=True)).hexdigest()[:32]
                 else:
                     record_id = span_id
-                duration = attrs.get("llmtally.duration")
-                start_ns = end_ns - int(duration * 1e9) if isinstance(duration, (int, float)) else end_ns
-                out.records.append(
-                    to_record(
+                try:
+                    duration = seconds(attrs.get("llmtally.duration"), "llmtally.duration")
+                    start_ns = end_ns - int(duration * 1e9) if duration is not None else end_ns
+                    record = to_record(
                         attrs,
                         record_id=record_id,
                         start_ns=start_ns,
@@ -95,7 +99,11 @@ def from_logs(request: Any, peer: str | None = None) -> Normalised:
                         resource=resource,
                         peer=peer,
                     )
-                )
+                    check(record)
+                except Invalid as error:
+                    out.reject(f"audit event {record_id}: {error}")
+                    continue
+                out.records.append(record)
     return out
 
 
@@ -117,23 +125,28 @@ def from_traces(request: Any, peer: str | None = None) -> Normalised:
                     continue
                 if resource is None:
                     resource = attributes(resource_spans.resource.attributes)
-                if span.parent_span_id:
-                    out.parents[span.span_id.hex()] = span.parent_span_id.hex()
-                out.records.append(
-                    to_record(
+                span_id = span.span_id.hex()
+                try:
+                    record = to_record(
                         attrs,
-                        record_id=span.span_id.hex(),
+                        record_id=span_id,
                         start_ns=span.start_time_unix_nano,
                         end_ns=span.end_time_unix_nano or span.start_time_unix_nano,
                         trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
+                        span_id=span_id,
                         source=source,
                         resource=resource,
                         span_failed=span.status.code == _STATUS_ERROR,
                         status_message=span.status.message or None,
                         peer=peer,
                     )
-                )
+                    check(record)
+                except Invalid as error:
+                    out.reject(f"span {span_id}: {error}")
+                    continue
+                if span.parent_span_id:
+                    out.parents[span_id] = span.parent_span_id.hex()
+                out.records.append(record)
     _drop_nested_layers(out)
     return out
 

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from ..normalise.record import Record
-from .errors import StoreError, StoreFull, StoreUnavailable
+from .errors import RecordRejected, StoreError, StoreFull, StoreUnavailable
 from .rollup import GROUPS, UsageRow
 from .select import BadCursor, Cursor, Selection
 
@@ -21,6 +21,7 @@ __all__ = [
     "GROUPS",
     "BadCursor",
     "Cursor",
+    "RecordRejected",
     "Selection",
     "Store",
     "StoreError",
@@ -38,7 +39,9 @@ class Store(Protocol):
 
     def write(self, records: Sequence[Record]) -> list[Record]:
         """Store a batch in one transaction and return exactly the records newly stored (ids not stored before and
-        not repeated earlier in the batch); rollups grow by those only. Raises StoreError with nothing stored."""
+        not repeated earlier in the batch); rollups grow by those only. Raises StoreError with nothing stored:
+        StoreUnavailable when retrying later may succeed, RecordRejected when a value of the batch can never be
+        stored (never a bare driver or Python exception)."""
         ...
 
     def count(self) -> int:

@@ -13,11 +13,12 @@ import psycopg
 from ..normalise.record import Record
 from . import rollup, schema
 from .columns import COLUMN_LIST, record_to_row
-from .errors import StoreError, StoreFull, StoreUnavailable
+from .errors import VALUE_ERRORS, RecordRejected, StoreError, StoreFull, StoreUnavailable
 from .sql import RECORDS, SQLStore, Transaction, first_of_each_id
 
 _MIGRATION_LOCK = 0x6C6C6D74616C6C79  # pg_advisory_xact_lock key ("llmtally")
 _TRANSIENT_CLASSES = {"08", "40", "53", "57", "58"}
+_REJECTED_CLASSES = {"22", "23"}
 _CONNECT_OPTIONS: dict[str, Any] = {
     "autocommit": True,  # transactions are explicit (conn.transaction()); reads leave no open transaction
     "application_name": "llmtally",
@@ -38,6 +39,9 @@ def store_error(e: psycopg.Error) -> StoreError:
     # Connection lost (08), deadlock/serialization (40), resources (53), shutdown/cancel (57), I/O error (58).
     if isinstance(e, psycopg.OperationalError) or state[:2] in _TRANSIENT_CLASSES:
         return StoreUnavailable(f"PostgreSQL unavailable: {e}")
+    # Data exceptions (22: a number out of range, text it cannot hold) and integrity violations (23).
+    if isinstance(e, (psycopg.DataError, psycopg.IntegrityError)) or state[:2] in _REJECTED_CLASSES:
+        return RecordRejected(f"PostgreSQL refused the record: {e}")
     return StoreError(f"PostgreSQL error: {e}")
 
 
@@ -160,6 +164,8 @@ class PostgresStore(SQLStore):
                             cur.execute(upsert)
             except psycopg.Error as e:  # rolled back; a broken connection is replaced by the next get()
                 raise store_error(e) from e
+            except VALUE_ERRORS as e:  # psycopg cannot send a value (text it cannot encode): rolled back
+                raise RecordRejected(f"PostgreSQL cannot take a value of the record: {e}") from e
         return fresh
 
     @contextlib.contextmanager

@@ -17,6 +17,7 @@ from ..normalise.record import STATUS_ERROR, Record
 HOUR_NS = 3_600_000_000_000
 DAY_NS = 24 * HOUR_NS
 RECORDS = "completion_records"
+BIGINT_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -134,15 +135,24 @@ def coarsen(rows: Iterable[tuple[Any, ...]], width_ns: int) -> list[tuple[Any, .
     return [(*key, *acc[key]) for key in sorted(acc)]
 
 
-def upsert_sql(rollup: Rollup, placeholder: str, source: str | None = None) -> str:
+def upsert_sql(rollup: Rollup, placeholder: str, source: str | None = None, *, checked: bool = False) -> str:
     """The statement that adds rollup rows to the stored sums (both dialects): one row of values, or every row of
-    the `source` table when given."""
+    the `source` table when given. `checked`: an integer sum that would pass BIGINT's range becomes NULL (refused by
+    NOT NULL) instead of what SQLite makes of it, a float."""
     columns = ", ".join((rollup.bucket, *DIMENSIONS, *SUMS))
     key = ", ".join((rollup.bucket, *DIMENSIONS))
     values = ", ".join([placeholder] * (len(DIMENSIONS) + len(SUMS) + 1))
     rows = f"SELECT {columns} FROM {source} ORDER BY {key}" if source else f"VALUES ({values})"
-    updates = ", ".join(f"{c} = {rollup.table}.{c} + excluded.{c}" for c in SUMS)
+    updates = ", ".join(f"{c} = {_add(rollup.table, c, checked and c not in FLOAT_SUMS)}" for c in SUMS)
     return f"INSERT INTO {rollup.table} ({columns}) {rows} ON CONFLICT ({key}) DO UPDATE SET {updates}"
+
+
+def _add(table: str, column: str, checked: bool) -> str:
+    total = f"{table}.{column} + excluded.{column}"
+    if not checked:
+        return total
+    overflows = f"excluded.{column} > 0 AND {table}.{column} > {BIGINT_MAX} - excluded.{column}"
+    return f"CASE WHEN {overflows} THEN NULL ELSE {total} END"
 
 
 def bucket_start_sql(column: str, width_ns: int) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from ..normalise.record import Record
 from . import rollup, schema
 from .columns import COLUMN_LIST, COLUMNS, record_to_row
-from .errors import StoreError, StoreFull, StoreUnavailable
+from .errors import VALUE_ERRORS, RecordRejected, StoreError, StoreFull, StoreUnavailable
 from .sql import RECORDS, SQLStore, Transaction, first_of_each_id
 
 _ID_CHUNK = 500  # ids per "already stored?" look-up (well under SQLite's bound-parameter limit)
@@ -27,6 +27,8 @@ _UNAVAILABLE = {
     sqlite3.SQLITE_NOTADB,
     sqlite3.SQLITE_CORRUPT,
 }
+# A value the database refuses: a constraint (NOT NULL of a NaN), too big, the wrong type, out of range.
+_REJECTED = {sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_RANGE}
 
 
 def _primary_code(e: sqlite3.Error) -> int:
@@ -40,6 +42,10 @@ def store_error(e: sqlite3.Error) -> StoreError:
         return StoreFull(f"SQLite database is full: {e}")
     if code in _UNAVAILABLE:
         return StoreUnavailable(f"SQLite database unavailable: {e}")
+    if any(f"NOT NULL constraint failed: {r.table}." in str(e) for r in rollup.ROLLUPS):  # the checked upsert
+        return RecordRejected(f"a rollup sum would be out of the range of 64-bit integers ({e})")
+    if code in _REJECTED or isinstance(e, (sqlite3.IntegrityError, sqlite3.DataError)):
+        return RecordRejected(f"SQLite refused the record: {e}")
     return StoreError(f"SQLite error: {e}")
 
 
@@ -112,7 +118,8 @@ class SQLiteStore(SQLStore):
             except OSError as e:
                 raise StoreUnavailable(f"cannot create the directory of {path}: {e}") from e
         self._insert = f"INSERT INTO {RECORDS} ({COLUMN_LIST}) VALUES ({', '.join(['?'] * len(COLUMNS))})"
-        self._upserts = [(r, rollup.upsert_sql(r, self.placeholder)) for r in rollup.ROLLUPS]
+        # SQLite's integer + overflows into a float: the upsert turns that into NULL, which NOT NULL refuses.
+        self._upserts = [(r, rollup.upsert_sql(r, self.placeholder, checked=True)) for r in rollup.ROLLUPS]
         self._write_lock = threading.Lock()
         # An in-memory database exists only on its one connection: reads share it (and its lock).
         self._read_lock = self._write_lock if memory else threading.Lock()
@@ -176,13 +183,16 @@ class SQLiteStore(SQLStore):
         """Store the records not stored yet, and their rollups, in one transaction; return them."""
         if not records:
             return []
-        with self._transaction() as tx:
-            fresh = self._not_stored(tx, records)
-            if fresh:
-                tx.many(self._insert, [record_to_row(r) for r in fresh])
-                hourly = rollup.aggregate(fresh)
-                for r, upsert in self._upserts:
-                    tx.many(upsert, hourly if r is rollup.HOURLY else rollup.coarsen(hourly, r.width_ns))
+        try:
+            with self._transaction() as tx:
+                fresh = self._not_stored(tx, records)
+                if fresh:
+                    tx.many(self._insert, [record_to_row(r) for r in fresh])
+                    hourly = rollup.aggregate(fresh)
+                    for r, upsert in self._upserts:
+                        tx.many(upsert, hourly if r is rollup.HOURLY else rollup.coarsen(hourly, r.width_ns))
+        except VALUE_ERRORS as e:  # sqlite3 cannot bind it (an int past 64 bits, a lone surrogate): rolled back
+            raise RecordRejected(f"SQLite cannot store a value of the record: {e}") from e
         return fresh
 
     @staticmethod

@@ -1,0 +1,116 @@
+"""What a record may hold: values past these limits reject the record (OTLP partial success), with the reason.
+
+The bounds keep every value inside what the store and the API can hold: 64-bit integer columns (and their sums in
+the rollups), nano-USD costs (price x tokens), times the API can query (1970..2200), text the databases take.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .record import Record
+
+MAX_TOKENS = 10**12  # per count of one request (a trillion tokens); total_tokens may be input + output
+MAX_COST_NUSD = 10**18  # per request (a billion USD): far inside BIGINT (9.2e18), so rollup sums have headroom
+LATEST_NS = 7_258_118_400 * 1_000_000_000  # 2200-01-01T00:00:00Z, the API's latest instant
+MAX_SECONDS = 10**9  # durations and time to first token
+MAX_TEXT = 4096  # characters of an identifier, name or label (ids, models, user, feature, ...)
+MAX_LONG_TEXT = 16 * 1024 * 1024  # characters of an error message or a captured payload
+
+_TOKENS = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
+_LONG_TEXT = ("error_message", "input_messages", "output_messages")
+_TEXT = (
+    "record_id",
+    "trace_id",
+    "span_id",
+    "provider",
+    "operation",
+    "request_model",
+    "response_model",
+    "error_type",
+    "stream_outcome",
+    "usage_source",
+    "user_id",
+    "api_key",
+    "feature",
+    "department",
+    "environment",
+    "service",
+    "source_ip",
+    "response_id",
+    "request_id",
+    "source",
+)
+
+
+class Invalid(ValueError):
+    """A value no record may hold; the message says which and why (it becomes the rejection's reason)."""
+
+
+def seconds(found: Any, name: str) -> float | None:
+    """A duration attribute in seconds: None when absent or not a number; Invalid when not finite, negative or
+    absurdly long."""
+    if isinstance(found, bool) or not isinstance(found, (int, float)):
+        return None
+    value = float(found)
+    if not math.isfinite(value) or not 0 <= value <= MAX_SECONDS:
+        raise Invalid(f"{name}={found!r} is not a duration in seconds between 0 and {MAX_SECONDS}")
+    return value
+
+
+def count(found: Any, name: str) -> int:
+    """A token count attribute: 0 when absent or not a number; Invalid when not finite (sizes are checked by
+    `check`)."""
+    if isinstance(found, bool) or found is None:
+        return 0
+    if isinstance(found, float):
+        if not math.isfinite(found):
+            raise Invalid(f"{name}={found!r} is not a token count")
+        return int(found)
+    if isinstance(found, int):
+        return found
+    if isinstance(found, str) and found.strip().lstrip("-").isdigit():
+        return int(found)
+    return 0
+
+
+def check(record: Record) -> None:
+    """Raises Invalid when a value of `record` is outside what it may hold."""
+    if not 0 < record.start_time_ns < LATEST_NS or not 0 < record.end_time_ns < LATEST_NS:
+        raise Invalid(
+            f"times must be between 1970-01-01 and 2200-01-01 (start {record.start_time_ns} ns, "
+            f"end {record.end_time_ns} ns since the epoch)"
+        )
+    if record.end_time_ns < record.start_time_ns:
+        raise Invalid(f"ends before it starts ({record.end_time_ns} < {record.start_time_ns} ns)")
+    for name in _TOKENS:
+        _bounded(name, getattr(record, name), MAX_TOKENS)
+    _bounded("total_tokens", record.total_tokens, 2 * MAX_TOKENS)
+    for name, value in (("duration_s", record.duration_s), ("ttft_s", record.ttft_s)):
+        if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
+            raise Invalid(f"{name}={value!r} is not a duration in seconds between 0 and {MAX_SECONDS}")
+    for name in _TEXT:
+        _short(name, getattr(record, name), MAX_TEXT)
+    for name in _LONG_TEXT:
+        _short(name, getattr(record, name), MAX_LONG_TEXT)
+    for reason in record.finish_reasons:
+        _short("finish_reasons", reason, MAX_TEXT)
+
+
+def check_costs(record: Record) -> None:
+    """Raises Invalid when the priced costs of `record` do not fit (a huge configured price x many tokens)."""
+    for name in ("provider_cost_nusd", "customer_cost_nusd"):
+        value = getattr(record, name)
+        if value is not None and not -MAX_COST_NUSD <= value <= MAX_COST_NUSD:
+            raise Invalid(f"{name}={value} is beyond {MAX_COST_NUSD} nano-USD (price x tokens)")
+
+
+def _bounded(name: str, value: int, most: int) -> None:
+    if not 0 <= value <= most:
+        raise Invalid(f"{name}={value} is not a token count between 0 and {most}")
+
+
+def _short(name: str, value: str | None, most: int) -> None:
+    if value is not None and len(value) > most:
+        raise Invalid(f"{name} is {len(value)} characters long, more than {most}")
