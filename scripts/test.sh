@@ -20,7 +20,9 @@ python3 -m venv .venv
 # "strict" editable mode gives mypy a static package tree to check.
 .venv/bin/pip install -q -e '.[test]' --config-settings editable_mode=strict
 
+(cd grafana-dashboards/schema-check && npm ci --no-audit --no-fund --silent)  # tsc + @grafana/schema for the dashboards
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy -p llmtally
+bash scripts/build-collector.sh  # the test collector (Go, from the module proxy), cached in .cache/otelcol/
 .venv/bin/pytest -q "$@"
