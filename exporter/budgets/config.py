@@ -112,12 +112,15 @@ def _list(value: Any, key: str) -> list[Any]:
     return value
 
 
-def _mapping(value: Any, key: str, known: frozenset[str]) -> Mapping[str, Any]:
+def _mapping(value: Any, key: str, known: frozenset[str], required: tuple[str, ...] = ()) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigError(f"{key} must be a mapping")
     unknown = sorted(set(map(str, value)) - known)
     if unknown:
         raise ConfigError(f"{key}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    missing = [name for name in required if name not in value]
+    if missing:
+        raise ConfigError(f"{key}.{missing[0]} is required")
     return value
 
 
@@ -152,10 +155,7 @@ def _budgets(value: Any) -> tuple[Budget, ...]:
     budgets: list[Budget] = []
     for i, entry in enumerate(_list(value, "budgets")):
         key = f"budgets[{i}]"
-        entry = _mapping(entry, key, _BUDGET_KEYS)
-        for required in ("name", "period", "amount_usd"):
-            if required not in entry:
-                raise ConfigError(f"{key}.{required} is required")
+        entry = _mapping(entry, key, _BUDGET_KEYS, ("name", "period", "amount_usd"))
         name = _text(entry["name"], f"{key}.name")
         if not _NAME.match(name):
             raise ConfigError(f"{key}.name must be 1-64 letters, digits or . _ : -, not {name!r}")
@@ -206,10 +206,7 @@ def _credits(value: Any) -> tuple[Credit, ...]:
     credits: list[Credit] = []
     for i, entry in enumerate(_list(value, "credits")):
         key = f"credits[{i}]"
-        entry = _mapping(entry, key, _CREDIT_KEYS)
-        for required in ("provider", "balance_usd", "since"):
-            if required not in entry:
-                raise ConfigError(f"{key}.{required} is required")
+        entry = _mapping(entry, key, _CREDIT_KEYS, ("provider", "balance_usd", "since"))
         provider = _text(entry["provider"], f"{key}.provider")
         if any(c.provider == provider for c in credits):
             raise ConfigError(f"{key}.provider {provider!r} has another credits entry")
