@@ -100,17 +100,37 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
     }[name]
 
 
+# Top-level modules of the `serve` extra (and what they bring): missing in an app's light install.
+SERVE_MODULES = frozenset(
+    {"yaml", "fastapi", "starlette", "uvicorn", "psycopg", "prometheus_client", "genai_prices", "rich"}
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    prefix = f"llmtally {args.command}"
+    try:
+        return _run(args, prefix)
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in SERVE_MODULES:
+            raise
+        print(
+            f"{prefix}: the receiver and the commands need the `serve` extra ({error.name} is not installed): "
+            "pip install 'llmtally[serve]'",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _run(args: argparse.Namespace, prefix: str) -> int:
     from llmtally.exporter.config import ConfigError
     from llmtally.exporter.price import PricingConfigError
     from llmtally.exporter.store import StoreError
 
-    prefix = f"llmtally {args.command}"
     try:
         if args.command == "demo":
             from llmtally.demo.console import run_demo

@@ -1,26 +1,174 @@
-"""`pip install .` builds a wheel with the mapped layout and the entry points the launcher loads."""
+"""`pip install .` builds a wheel with the mapped layout and the entry points the launcher loads; the app's install
+(`pip install llmtally`) brings none of the receiver's dependencies, which come with `llmtally[serve]`."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
+from llmtally.cli import SERVE_MODULES
 from llmtally.demo.app import APP_CALLS
+from otlp_sink import OTLPSink
 
 ROOT = Path(__file__).resolve().parent.parent
+APP_DEPENDENCIES = {
+    "opentelemetry-api",
+    "opentelemetry-sdk",
+    "opentelemetry-instrumentation",
+    "opentelemetry-distro",
+    "opentelemetry-exporter-otlp",
+    "wrapt",
+}
+SERVE_DEPENDENCIES = {
+    "pyyaml",
+    "opentelemetry-proto",
+    "grpcio",
+    "googleapis-common-protos",
+    "fastapi",
+    "uvicorn",
+    "psycopg[binary]",
+    "prometheus-client",
+    "genai-prices",
+    "rich",
+}
+# Installed only by the receiver's stack (grpcio, protobuf and opentelemetry-proto also come with the OTLP exporter).
+RECEIVER_ONLY = {
+    "pyyaml",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "psycopg",
+    "psycopg-binary",
+    "prometheus-client",
+    "genai-prices",
+    "rich",
+}
 
 
-def test_wheel_has_the_packages_and_entry_points(tmp_path):
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
         check=True,
         capture_output=True,
-        cwd=tmp_path,
+        cwd=out,
     )
-    (wheel,) = tmp_path.glob("llmtally-*.whl")
+    (built,) = out.glob("llmtally-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def app_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv holding what an app installs: `pip install llmtally` (base dependencies from PyPI) and an HTTP
+    client (httpx). Returns its python."""
+    venv = tmp_path_factory.mktemp("app-venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q"]
+    subprocess.run([*pip, str(wheel), "httpx"], check=True, capture_output=True, timeout=300)
+    return python
+
+
+def _requirements(wheel: Path) -> dict[str, set[str]]:
+    """Requirement names of the wheel's metadata, by extra ("" for the base dependencies)."""
+    archive = zipfile.ZipFile(wheel)
+    metadata = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    found: dict[str, set[str]] = {}
+    for line in metadata.splitlines():
+        if line.startswith("Requires-Dist: "):
+            requirement, _, marker = line.removeprefix("Requires-Dist: ").partition(";")
+            extra = re.search(r'extra == "([^"]+)"', marker)
+            name = re.match(r"[A-Za-z0-9._-]+(\[[a-z,]+\])?", requirement.strip())
+            assert name is not None, line
+            found.setdefault(extra.group(1) if extra else "", set()).add(name.group(0).lower())
+    return found
+
+
+def test_the_app_install_brings_only_the_app_side(wheel):
+    requirements = _requirements(wheel)
+    assert requirements[""] == APP_DEPENDENCIES
+    assert requirements["serve"] == SERVE_DEPENDENCIES
+    assert "llmtally[serve]" in requirements["demo"]  # `pip install -e '.[demo]' && llmtally demo` runs a receiver
+    assert "llmtally[demo,serve]" in requirements["test"]
+    assert "opentelemetry-instrumentation-httpx" in requirements["test"]
+
+
+def _installed(python: Path) -> set[str]:
+    code = "import json, importlib.metadata as m; print(json.dumps([d.metadata['Name'] for d in m.distributions()]))"
+    run = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+    return {name.lower().replace("_", "-") for name in json.loads(run.stdout)}
+
+
+def test_a_fresh_app_install_has_no_receiver_dependency(app_venv):
+    installed = _installed(app_venv)
+    assert {"llmtally", "opentelemetry-distro", "opentelemetry-exporter-otlp-proto-grpc", "wrapt"} <= installed
+    assert not installed & RECEIVER_ONLY, installed & RECEIVER_ONLY
+
+
+def test_the_app_side_loads_without_the_receiver(app_venv, tmp_path):
+    """`import llmtally`, `instrument()` and every llmtally entry point the launcher loads, in the light venv."""
+    code = (
+        "import json, sys, importlib.metadata as m, llmtally; llmtally.instrument();"
+        "eps = [e for e in m.entry_points(group='opentelemetry_instrumentor') if e.value.startswith('llmtally.')];"
+        "[e.load() for e in eps]; llmtally.uninstrument();"
+        "print(json.dumps({'entry_points': sorted(e.name for e in eps), 'modules': sorted(sys.modules)}))"
+    )
+    run = subprocess.run([str(app_venv), "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert run.returncode == 0, run.stderr
+    loaded = json.loads(run.stdout)
+    assert loaded["entry_points"] == ["llmtally_anthropic", "llmtally_http", "llmtally_openai"]
+    modules = {name.partition(".")[0] for name in loaded["modules"]}
+    assert not modules & SERVE_MODULES, modules & SERVE_MODULES
+    assert "llmtally.instrumentation.http.hooks" in loaded["modules"]
+
+
+_APP = """
+import os, httpx
+body = {"model": "llama-3.3-70b", "messages": [{"role": "user", "content": "hi"}]}
+answer = httpx.post(os.environ["BASE_URL"] + "/v1/chat/completions", json=body, timeout=10)
+print(answer.json()["usage"]["prompt_tokens"])
+"""
+
+
+def test_a_light_app_runs_under_the_launcher_and_exports(app_venv, provider, tmp_path):
+    """The launcher with the distro's defaults (OTLP/gRPC) works from the light install: one LLM call -> one span,
+    one audit event."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMTALLY_"))}
+    with OTLPSink() as sink:
+        run = subprocess.run(
+            [str(app_venv.with_name("opentelemetry-instrument")), str(app_venv), "-c", _APP],
+            env=env | {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint, "BASE_URL": provider.base_url},
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+    assert [scope for scope, _ in sink.spans()] == ["llmtally"], run.stderr
+    assert [r.event_name for r in sink.log_records()] == ["llmtally.completion"]
+    assert provider.requests[-1].path == "/v1/chat/completions"
+
+
+def test_the_commands_ask_for_the_serve_extra(app_venv, tmp_path):
+    command = str(app_venv.with_name("llmtally"))
+    version = subprocess.run([command, "--version"], capture_output=True, text=True, timeout=30)
+    assert version.returncode == 0 and version.stdout.startswith("llmtally "), version.stderr
+    for args in (["serve"], ["usage"], ["demo"]):
+        run = subprocess.run([command, *args], capture_output=True, text=True, cwd=tmp_path, timeout=30)
+        assert run.returncode == 1, (args, run.stdout, run.stderr)
+        assert "pip install 'llmtally[serve]'" in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
+
+
+def test_wheel_has_the_packages_and_entry_points(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in (
         "llmtally/__init__.py",

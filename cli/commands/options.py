@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 from llmtally.exporter.api.params import FILTERS, RANGES, Filters, TimeRange, time_range
-from llmtally.exporter.config import load
 from llmtally.exporter.store import Store, open_store
 
 
@@ -39,6 +38,8 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 def open_from(args: argparse.Namespace) -> Store:
     """The store the command reads: --store, else $LLMTALLY_STORE, else the config file's, else the default."""
+    from llmtally.exporter.config import load  # needs the `serve` extra: `llmtally --version` works without it
+
     config = load(args.config, store=args.store)
     return open_store(config.store)
 
