@@ -43,6 +43,20 @@ def key_id(secret: str) -> str:
     return found
 
 
+_UNRESOLVED_TIERS = ("auto", "")  # request settings that name no tier; Anthropic's standard_only is "standard"
+
+
+def service_tier(answered: str | None, request: RequestInfo) -> str | None:
+    """The tier a call was served (and is priced) at: the one the answer reports, else the one the request asked for
+    (unless it left the choice to the provider)."""
+    if answered:
+        return answered
+    asked = request.attributes.get(semconv.REQUEST_SERVICE_TIER)
+    if not isinstance(asked, str) or asked in _UNRESOLVED_TIERS:
+        return None
+    return "standard" if asked == "standard_only" else asked
+
+
 class LLMCall:
     """The state of one LLM request while it runs."""
 
@@ -221,6 +235,11 @@ class LLMCall:
                 attrs[semconv.RESPONSE_FINISH_REASONS] = reader.finish_reasons
             if request.stream and reader.first_chunk_ns is not None:
                 attrs[semconv.RESPONSE_TIME_TO_FIRST_CHUNK] = (reader.first_chunk_ns - self.start_ns) / 1e9
+            if reader.service_tier and self.route.api.startswith("openai."):
+                attrs[semconv.RESPONSE_SERVICE_TIER] = reader.service_tier
+        tier = service_tier(reader.service_tier if reader is not None else None, request)
+        if tier:
+            attrs[semconv.SERVICE_TIER] = tier
         usage = reader.usage if reader is not None else None
         if usage is not None:
             attrs[semconv.USAGE_INPUT_TOKENS] = usage.input

@@ -22,10 +22,11 @@ KNOWN_HOSTS: Final[dict[str, str]] = {
     "api.cohere.ai": "cohere",
     "generativelanguage.googleapis.com": "gcp.gemini",
 }
+AZURE_OPENAI: Final = "azure.ai.openai"
 HOST_SUFFIXES: Final[tuple[tuple[str, str], ...]] = (
-    (".openai.azure.com", "azure.ai.openai"),
-    (".cognitiveservices.azure.com", "azure.ai.openai"),
-    (".services.ai.azure.com", "azure.ai.openai"),
+    (".openai.azure.com", AZURE_OPENAI),
+    (".cognitiveservices.azure.com", AZURE_OPENAI),
+    (".services.ai.azure.com", AZURE_OPENAI),
 )
 OLLAMA_PORT: Final = 11434
 VLLM_HINT: Final = "vllm"
@@ -60,24 +61,36 @@ def route_for(path: str) -> Route | None:
     return None
 
 
-def provider_for(host: str, port: int | None, path: str, *, default: str | None, overrides: Mapping[str, str]) -> str:
+def provider_for(
+    host: str,
+    port: int | None,
+    path: str,
+    *,
+    default: str | None,
+    overrides: Mapping[str, str],
+    azure: bool = False,
+) -> str:
     """The provider name for a request to `host:port/path`.
 
-    Order: the configured host map (`host:port` then `host`), the known public hosts, Azure host suffixes,
-    Ollama's port or native paths, then `default` (the SDK's own provider), then `openai_compatible`.
+    Order: the configured host map (`host:port` then `host`), an Azure client (`azure`: the SDK's Azure client
+    classes, or an `api-version` query, whatever the host: gateways and custom domains), the known public hosts,
+    Azure host suffixes and deployment paths, Ollama's port or native paths, then `default` (the SDK's own
+    provider), then `openai_compatible`.
     """
     host = host.lower()
     if overrides:
         for key in (f"{host}:{port}", host):
             if key in overrides:
                 return overrides[key]
+    if azure:
+        return AZURE_OPENAI
     if host in KNOWN_HOSTS:
         return KNOWN_HOSTS[host]
     for suffix, name in HOST_SUFFIXES:
         if host.endswith(suffix):
             return name
     if "/openai/deployments/" in path:
-        return "azure.ai.openai"
+        return AZURE_OPENAI
     if port == OLLAMA_PORT or path.startswith("/api/"):
         return "ollama"
     if VLLM_HINT in host:

@@ -62,6 +62,7 @@ class ResponseReader:
         "response_id",
         "response_model",
         "saw_end",
+        "service_tier",
         "usage",
     )
 
@@ -73,6 +74,7 @@ class ResponseReader:
         self.response_model: str | None = None
         self.finish_reasons: list[str] = []
         self.usage: Usage | None = None
+        self.service_tier: str | None = None  # the tier that served the answer, as the provider reports it
         self.error_type: str | None = None
         self.error_message: str | None = None
         self.output: list[str] = []
@@ -204,7 +206,7 @@ class ResponseReader:
         elif (
             self.capture
             or self.response_id is None
-            or (b'"usage"' in data and not any(n in data for n in _NULLS))
+            or (b'"usage"' in data and (b'"x_groq"' in data or not any(n in data for n in _NULLS)))
             or (
                 b'"finish_reason"' in data
                 and b'"finish_reason":null' not in data
@@ -227,8 +229,12 @@ class ResponseReader:
     # Provider shapes ----------------------------------------------------------------------------------------
 
     def _openai_object(self, data: Mapping[str, Any], *, whole: bool) -> None:
-        """A chat.completion(.chunk), text_completion or embeddings object."""
+        """A chat.completion(.chunk), text_completion or embeddings object.
+
+        Usage is read where each OpenAI-compatible provider puts it: top-level `usage`, else Groq's `x_groq.usage`
+        (the last chunk of its streams)."""
         self._ids(data)
+        self._tier(data.get("service_tier"))
         error = data.get("error")
         if isinstance(error, Mapping):
             self.error_type = str(error.get("type") or error.get("code") or "stream_error")
@@ -244,6 +250,9 @@ class ResponseReader:
                 if self.capture:
                     self._choice_text(choice, whole)
         usage = data.get("usage")
+        if not isinstance(usage, Mapping):
+            extra = data.get("x_groq")
+            usage = extra.get("usage") if isinstance(extra, Mapping) else None
         if isinstance(usage, Mapping):
             self.usage = usage_mod.from_openai(usage)
             self.saw_end = True
@@ -256,6 +265,7 @@ class ResponseReader:
 
     def _responses_object(self, data: Mapping[str, Any]) -> None:
         self._ids(data)
+        self._tier(data.get("service_tier"))
         status = data.get("status")
         if isinstance(status, str) and status not in ("in_progress", "queued"):
             details = data.get("incomplete_details")
@@ -298,6 +308,7 @@ class ResponseReader:
         if isinstance(usage, Mapping):
             self._anthropic_usage = {**(self._anthropic_usage or {}), **_present(usage)}
             self.usage = usage_mod.from_anthropic(self._anthropic_usage)
+            self._tier(usage.get("service_tier"))
         if self.capture:
             for block in data.get("content") or ():
                 if isinstance(block, Mapping) and isinstance(block.get("text"), str):
@@ -316,6 +327,7 @@ class ResponseReader:
             if isinstance(data.get("usage"), Mapping):
                 self._anthropic_usage = {**(self._anthropic_usage or {}), **_present(data["usage"])}
                 self.usage = usage_mod.from_anthropic(self._anthropic_usage)
+                self._tier(data["usage"].get("service_tier"))
         elif kind == "content_block_delta":
             delta = data.get("delta")
             if isinstance(delta, Mapping) and isinstance(delta.get("text"), str):
@@ -345,8 +357,13 @@ class ResponseReader:
             self.finish_reasons = [reason if isinstance(reason, str) else "stop"]
             self.usage = usage_mod.from_ollama(data)
 
+    def _tier(self, tier: Any) -> None:
+        if isinstance(tier, str) and tier:
+            self.service_tier = tier
+
     def _ids(self, data: Mapping[str, Any]) -> None:
-        if self.response_id is None and isinstance(data.get("id"), str):
+        # Azure's first streamed chunk (its prompt filter results) has an empty id: the next chunk's is kept.
+        if self.response_id is None and isinstance(data.get("id"), str) and data["id"]:
             self.response_id = data["id"]
         if isinstance(data.get("model"), str) and data["model"]:
             self.response_model = data["model"]

@@ -53,7 +53,11 @@ def _open_call(
     if route is None or ("model" not in body and "/deployments/" not in path):
         return None
     info = read_request(body, api=route.api, url_path=path, keep_body=rt.settings.capture_content)
-    name = provider_for(host, port, path, default=provider, overrides=rt.settings.provider_hosts)
+    azure = _is_azure(instance)
+    if azure and not info.model:
+        deployment = getattr(instance, "_azure_deployment", None)
+        info.model = deployment if isinstance(deployment, str) else ""
+    name = provider_for(host, port, path, default=provider, overrides=rt.settings.provider_hosts, azure=azure)
     enforcer = rt.budgets
     if enforcer is not None and enforcer.armed:
         key = partial(budgets.key_from_client, instance, options)
@@ -61,6 +65,23 @@ def _open_call(
         if refused is not None:
             return refused
     return LLMCall(rt, route, name, info, host, port)
+
+
+_AZURE_CLASSES = frozenset({"BaseAzureClient", "AzureOpenAI", "AsyncAzureOpenAI"})
+_azure_types: dict[type, bool] = {}
+
+
+def _is_azure(instance: Any) -> bool:
+    """Whether an SDK client talks to Azure OpenAI: the SDK's Azure client classes (whatever host their
+    `azure_endpoint` or `base_url` names: gateways, custom domains), or a client sending an `api-version` query."""
+    kind = type(instance)
+    found = _azure_types.get(kind)
+    if found is None:
+        found = _azure_types[kind] = any(c.__name__ in _AZURE_CLASSES for c in kind.__mro__)
+    if found:
+        return True
+    query = getattr(instance, "_custom_query", None)
+    return isinstance(query, Mapping) and "api-version" in query
 
 
 _parts: dict[int, tuple[Any, str, int | None, str]] = {}

@@ -19,6 +19,7 @@ REQUEST_SEED: Final = "gen_ai.request.seed"
 REQUEST_CHOICE_COUNT: Final = "gen_ai.request.choice.count"
 REQUEST_STREAM: Final = "gen_ai.request.stream"
 REQUEST_SERVICE_TIER: Final = "gen_ai.openai.request.service_tier"
+RESPONSE_SERVICE_TIER: Final = "openai.response.service_tier"
 REQUEST_ENCODING_FORMATS: Final = "gen_ai.request.encoding_formats"
 RESPONSE_ID: Final = "gen_ai.response.id"
 RESPONSE_MODEL: Final = "gen_ai.response.model"
@@ -44,6 +45,7 @@ USER_ID: Final = "user.id"
 # llmtally's own attributes.
 TOTAL_TOKENS: Final = "llmtally.usage.total_tokens"
 USAGE_SOURCE: Final = "llmtally.usage.source"  # provider | partial | none
+SERVICE_TIER: Final = "llmtally.service_tier"  # the tier the provider reports, else the one asked for (not auto)
 API_KEY: Final = "llmtally.api_key"  # an alias, or "sha256:<12 hex>" of the provider key
 FEATURE: Final = "llmtally.feature"
 DEPARTMENT: Final = "llmtally.department"

@@ -6,6 +6,7 @@ Every expectation is computed here, straight from the records written."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import random
 import threading
@@ -18,6 +19,7 @@ import pytest
 
 from llmtally.exporter.normalise.record import Record
 from llmtally.exporter.store import open_store, postgres, rollup, schema
+from llmtally.exporter.store.columns import COLUMNS, record_to_row
 from llmtally.exporter.store.rollup import DIMENSIONS
 from llmtally.exporter.store.select import FILTER_COLUMNS, BadCursor, Cursor, Selection
 from llmtally.exporter.store.sql import SQLStore
@@ -232,27 +234,51 @@ def requests(store: SQLStore, group_by: Sequence[str], start: int, end: int) -> 
     return sum(int(row["requests"]) for row in store.usage(group_by, start, end))
 
 
-# --- migration 2 -------------------------------------------------------------------------------------------------
+# --- migrations 2 and 3 ------------------------------------------------------------------------------------------
+
+
+def untiered(records: list[Record]) -> list[Record]:
+    """The records as the code before migration 3 stored them: without a service tier."""
+    return [dataclasses.replace(r, service_tier=None) for r in records]
+
+
+def write_before_v3(store: SQLStore, records: list[Record], rollups: Sequence[rollup.Rollup]) -> None:
+    """Writes records and rollup rows the way the code before migration 3 did: no `service_tier` column on the
+    records, none in the rollup key (the records have no tier, so dropping it from the key merges nothing)."""
+    assert all(r.service_tier is None for r in records)
+    p = store.placeholder
+    tier = COLUMNS.index("service_tier")
+    columns = [c for c in COLUMNS if c != "service_tier"]
+    rows = [row[:tier] + row[tier + 1 :] for row in map(record_to_row, records)]
+    key = 1 + rollup.DIMENSIONS.index("service_tier")
+    hourly = rollup.aggregate(records)
+    with store._transaction() as tx:
+        tx.many(f"INSERT INTO completion_records ({', '.join(columns)}) VALUES ({', '.join([p] * len(columns))})", rows)
+        for r in rollups:
+            sums = hourly if r is rollup.HOURLY else rollup.coarsen(hourly, r.width_ns)
+            names = [r.bucket, *(d for d in rollup.DIMENSIONS if d != "service_tier"), *rollup.SUMS]
+            tx.many(
+                f"INSERT INTO {r.table} ({', '.join(names)}) VALUES ({', '.join([p] * len(names))})",
+                [row[:key] + row[key + 1 :] for row in sums],
+            )
 
 
 def test_migration_backfills_the_daily_rollup(store_url: str, monkeypatch: pytest.MonkeyPatch):
     """A database written by the first schema only (no daily table; on PostgreSQL no `seq` column) gets its daily
     rollup from the hourly one when migration 2 runs, and pages work over the old records."""
-    old = spread(300, 0, T0, 4 * DAY, seed=11)
+    old = untiered(spread(300, 0, T0, 4 * DAY, seed=11))
     with monkeypatch.context() as m:
-        # The code of the first schema: records and hourly rollups only.
+        # The first schema: records and hourly rollups only (written as that code did, without its staging tables).
         m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
-        m.setattr(rollup, "ROLLUPS", (rollup.HOURLY,))
-        m.setattr(postgres, "_STAGING", tuple(s for s in postgres._STAGING if rollup.DAILY.table not in s))
-        m.setattr(postgres, "_ROLLUP_WRITES", tuple(w for w in postgres._ROLLUP_WRITES if w[0] is rollup.HOURLY))
+        m.setattr(postgres, "_STAGING", ())
         with open_store(store_url) as v1:
             assert isinstance(v1, SQLStore)
-            assert v1.write(old) == old
+            write_before_v3(v1, old, (rollup.HOURLY,))
             assert v1.schema_versions() == [1]
 
     with open_store(store_url) as store:
         assert isinstance(store, SQLStore)
-        assert store.schema_versions() == [1, 2]
+        assert store.schema_versions() == [1, 2, 3]
         assert_rollups(store, old, T0, T0 + 4 * DAY)
         for group_by in ([], ["day"], ["user_id", "day"], ["request_model"]):
             assert_usage(store, old, group_by, T0, T0 + 4 * DAY)
@@ -268,6 +294,41 @@ def test_migration_backfills_the_daily_rollup(store_url: str, monkeypatch: pytes
         assert_rollups(store, old + new, T0, T0 + 4 * DAY)
         assert_usage(store, old + new, ["user_id", "day"], T0 + 7 * MINUTE, T0 + 4 * DAY)
         assert [r.record_id for r in walk(store, everything, 37, newest_first=False)] == page_order(old + new, False)
+
+
+def test_migration_adds_the_service_tier_to_records_and_rollups(store_url: str, monkeypatch: pytest.MonkeyPatch):
+    """A database of schema 2 (records and both rollups without a service tier) keeps every sum when migration 3
+    rebuilds its rollups with the tier in the key; new tiered records then roll up and group by tier."""
+    old = untiered(spread(300, 0, T0, 4 * DAY, seed=21))
+    with monkeypatch.context() as m:
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+        m.setattr(postgres, "_STAGING", ())  # the staging tables of the current code do not fit schema 2
+        with open_store(store_url) as v2:
+            assert isinstance(v2, SQLStore)
+            write_before_v3(v2, old, rollup.ROLLUPS)
+            assert v2.schema_versions() == [1, 2]
+
+    with open_store(store_url) as store:
+        assert isinstance(store, SQLStore)
+        assert store.schema_versions() == [1, 2, 3]
+        assert store.get(old[0].record_id) == old[0]
+        assert_rollups(store, old, T0, T0 + 4 * DAY)
+        for group_by in ([], ["day"], ["service_tier", "day"], [*DIMENSIONS, "hour"]):
+            assert_usage(store, old, group_by, T0 + 7 * MINUTE, T0 + 4 * DAY)
+        new = spread(200, 1000, T0, 4 * DAY, seed=22)
+        assert {r.service_tier for r in new} == {None, "default", "priority", "flex"}
+        assert store.write(new) == new
+        assert store.get(new[2].record_id) == new[2]
+        assert_rollups(store, old + new, T0, T0 + 4 * DAY)
+        for group_by in (["service_tier"], ["service_tier", "day"], ["provider", "service_tier", "hour"]):
+            assert_usage(store, old + new, group_by, T0 + 7 * MINUTE, T0 + 4 * DAY - 1)
+        tiers = {row["service_tier"]: row["requests"] for row in store.usage(["service_tier"], T0, T0 + 4 * DAY)}
+        assert tiers == {
+            tier or "": sum(1 for r in old + new if (r.service_tier or "") == (tier or ""))
+            for tier in ("", "default", "priority", "flex")
+        }
+        priority = store.usage([], T0, T0 + 4 * DAY, {"service_tier": "priority"})
+        assert priority[0]["requests"] == sum(1 for r in new if r.service_tier == "priority") > 0
 
 
 # --- page() ------------------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ FILTERS = {
     "department": "department",
     "environment": "environment",
     "error_type": "error_type",
+    "service_tier": "service_tier",
 }
 GROUPS = (*FILTERS, "status", "hour", "day")
 _GROUP_COLUMNS = {**FILTERS, "status": "status", "hour": "hour", "day": "day"}

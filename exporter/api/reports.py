@@ -115,6 +115,7 @@ def request_summary(r: Record) -> dict[str, Any]:
         "feature": r.feature,
         "department": r.department,
         "environment": r.environment,
+        "service_tier": r.service_tier,
         "stream": r.stream,
         "input_tokens": r.input_tokens,
         "output_tokens": r.output_tokens,

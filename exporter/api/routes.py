@@ -69,6 +69,7 @@ _FILTER_HELP = {
     "department": "the department tag",
     "environment": "the deployment environment",
     "error_type": "the error type (rate_limit, timeout, ...)",
+    "service_tier": "the service tier that served the request (priority, flex, default, ...)",
 }
 
 
@@ -105,12 +106,25 @@ def _asked(
     department: Annotated[str | None, Query(description=_FILTER_HELP["department"])] = None,
     environment: Annotated[str | None, Query(description=_FILTER_HELP["environment"])] = None,
     error_type: Annotated[str | None, Query(description=_FILTER_HELP["error_type"])] = None,
+    service_tier: Annotated[str | None, Query(description=_FILTER_HELP["service_tier"])] = None,
     status: Annotated[str | None, Query(description="success or error (request log and export: also 4xx, 5xx)")] = None,
 ) -> Asked:
     values = dict(
         zip(
             FILTERS,
-            (user, api_key, model, response_model, provider, operation, feature, department, environment, error_type),
+            (
+                user,
+                api_key,
+                model,
+                response_model,
+                provider,
+                operation,
+                feature,
+                department,
+                environment,
+                error_type,
+                service_tier,
+            ),
             strict=True,
         )
     )

@@ -30,6 +30,9 @@ _TTFT = ("gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_tok
 _USER = ("user.id", "enduser.id", "gen_ai.request.user", "llm.user")
 _PROVIDER = ("gen_ai.provider.name", "gen_ai.system")
 _MODEL = ("gen_ai.request.model", "llm.request.model")
+# The tier that served the request, then the one asked for ("auto" asks for none).
+_SERVED_TIER = ("llmtally.service_tier", "openai.response.service_tier", "gen_ai.openai.response.service_tier")
+_ASKED_TIER = ("openai.request.service_tier", "gen_ai.openai.request.service_tier")
 _OPERATIONS = {"completion": "text_completion", "embedding": "embeddings", "rerank": "rerank"}
 LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings", "completion", "embedding"})
 _RATELIMIT = "llmtally.ratelimit."
@@ -68,6 +71,14 @@ def _http_status(found: Any) -> int | None:
 
 def _str(found: Any) -> str | None:
     return str(found) if found not in (None, "") else None
+
+
+def _service_tier(attrs: Mapping[str, Any]) -> str | None:
+    served = _str(first(attrs, _SERVED_TIER))
+    if served is not None:
+        return served
+    asked = _str(first(attrs, _ASKED_TIER))
+    return None if asked == "auto" else asked
 
 
 def is_llm_call(attrs: Mapping[str, Any]) -> bool:
@@ -131,6 +142,7 @@ def to_record(
         cache_write_tokens=_tokens(attrs, _CACHE_WRITE),
         reasoning_tokens=_tokens(attrs, _REASONING),
         usage_source=str(attrs.get("llmtally.usage.source") or ("provider" if input_keys else "none")),
+        service_tier=_service_tier(attrs),
         user_id=_str(first(attrs, _USER)),
         api_key=_str(attrs.get("llmtally.api_key")),
         feature=_str(attrs.get("llmtally.feature")),

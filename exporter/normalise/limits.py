@@ -31,6 +31,7 @@ _TEXT = (
     "error_type",
     "stream_outcome",
     "usage_source",
+    "service_tier",
     "user_id",
     "api_key",
     "feature",

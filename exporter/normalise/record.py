@@ -43,6 +43,7 @@ class Record:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     usage_source: str = "none"  # provider | partial | none
+    service_tier: str | None = None  # the tier that served it (priority, flex, batch...); priced at
     provider_cost_nusd: int | None = None
     customer_cost_nusd: int | None = None
     price_source: str | None = None  # e.g. "genai-prices 0.2.3 openai/gpt-4o-mini", "config:my-model", "unpriced"

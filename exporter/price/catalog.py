@@ -104,6 +104,20 @@ class Catalog:
             return None
 
 
+_NO_TIER = frozenset({"", "auto"})  # request settings, not the tier a request was served at
+MAX_TIER_RATES = 4096  # (day, tier) prices kept per model; the cache restarts past it
+
+
+def price_context(tier: str | None) -> Mapping[str, str] | None:
+    """genai-prices' price context for the service tier a request was served at: `batch` is its `processing`
+    (a way of submitting, not a tier there), any other tier its `service_tier`; None for none (standard prices).
+    A tier with no published variant (`default`, `standard`, `on_demand`, ...) gets the standard prices."""
+    if tier is None or tier.strip() in _NO_TIER:
+        return None
+    tier = tier.strip()
+    return {"processing": "batch"} if tier == "batch" else {"service_tier": tier}
+
+
 def utc(time_ns: int) -> datetime:
     """Nanoseconds since the epoch -> an aware UTC datetime (microseconds, truncated)."""
     return datetime.fromtimestamp(time_ns // 10**9, UTC).replace(microsecond=time_ns // 1000 % 10**6)
@@ -112,7 +126,18 @@ def utc(time_ns: int) -> datetime:
 class CatalogPrice:
     """One catalog model's prices over time; each distinct `ModelPrice` is compiled once."""
 
-    __slots__ = ("_by_day", "_by_price", "_model", "_static", "_time_of_day", "model_id", "provider_id", "source")
+    __slots__ = (
+        "_by_day",
+        "_by_price",
+        "_by_tier",
+        "_model",
+        "_static",
+        "_tiered",
+        "_time_of_day",
+        "model_id",
+        "provider_id",
+        "source",
+    )
 
     def __init__(self, provider: Provider, model: ModelInfo, version: str) -> None:
         self.provider_id = provider.id
@@ -125,9 +150,16 @@ class CatalogPrice:
         )
         self._by_day: dict[int, Rate] = {}
         self._by_price: dict[int, Rate] = {}
+        # Tier variants apply to the provider's own models only, as in genai-prices (not to a fallback provider's).
+        self._tiered = bool(model.price_variants) and any(m is model for m in provider.models)
+        self._by_tier: dict[tuple[int, str], Rate] = {}
 
-    def rate_at(self, time_ns: int) -> Rate:
-        """The price in force at `time_ns` (start dates by UTC day, off-peak hours by time of day)."""
+    def rate_at(self, time_ns: int, tier: str | None = None) -> Rate:
+        """The price in force at `time_ns` (start dates by UTC day, off-peak hours by time of day) for requests
+        served at service `tier` (see `price_context`)."""
+        context = price_context(tier) if self._tiered else None
+        if context is not None:
+            return self._tier_rate(time_ns, tier or "", context)
         if self._static is not None:
             return self._static
         if self._time_of_day:
@@ -136,6 +168,17 @@ class CatalogPrice:
         rate = self._by_day.get(day)
         if rate is None:
             rate = self._by_day[day] = self._compiled(self._model.get_prices(utc(day * _DAY_NS)))
+        return rate
+
+    def _tier_rate(self, time_ns: int, tier: str, context: Mapping[str, str]) -> Rate:
+        if self._time_of_day:
+            return Rate(self._model.get_prices(utc(time_ns), context))
+        key = (time_ns // _DAY_NS, tier)
+        rate = self._by_tier.get(key)
+        if rate is None:
+            if len(self._by_tier) >= MAX_TIER_RATES:
+                self._by_tier.clear()
+            rate = self._by_tier[key] = Rate(self._model.get_prices(utc(key[0] * _DAY_NS), context))
         return rate
 
     def _compiled(self, model_price: ModelPrice) -> Rate:

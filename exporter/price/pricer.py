@@ -63,7 +63,7 @@ class PriceInfo:
 class _Schedule(Protocol):
     source: str
 
-    def rate_at(self, time_ns: int) -> Rate: ...
+    def rate_at(self, time_ns: int, tier: str | None = None) -> Rate: ...
 
 
 class _OverridePrice:
@@ -81,8 +81,8 @@ class _OverridePrice:
             )
         )
 
-    def rate_at(self, time_ns: int) -> Rate:
-        return self._rate
+    def rate_at(self, time_ns: int, tier: str | None = None) -> Rate:
+        return self._rate  # a configured price is the price, whatever the tier
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +129,7 @@ class Pricer:
         except KeyError:
             resolved = self._resolve(*key)
         usage = _usage(record)
-        cost = _cost(resolved, usage, record.start_time_ns)
+        cost = _cost(resolved, usage, record.start_time_ns, record.service_tier)
         if record.usage_source == "none" and record.status == "success" and not any(usage):
             cost = None  # tokens unknown (e.g. a stream without usage): the cost is unknown, not $0
         if resolved is None or cost is None:
@@ -143,8 +143,11 @@ class Pricer:
         record.price_source = resolved.schedule.source
         record.priced = True
 
-    def lookup(self, provider: str | None, model: str, when: datetime | None = None) -> PriceInfo | None:
-        """The prices that would apply to `model` from `provider` at `when` (default: now), or None."""
+    def lookup(
+        self, provider: str | None, model: str, when: datetime | None = None, tier: str | None = None
+    ) -> PriceInfo | None:
+        """The prices that would apply to `model` from `provider` at `when` (default: now) and service `tier`
+        (default: standard), or None."""
         if not self._catalog.is_current():
             self._reset()
         resolved = self._resolve(provider or "", model, "")
@@ -155,7 +158,7 @@ class Pricer:
             when = when.replace(tzinfo=UTC)  # naive times are UTC, as in genai-prices
         time_ns = int(when.timestamp()) * 10**9 + when.microsecond * 1000
         schedule = resolved.schedule
-        prices = schedule.rate_at(time_ns).model_price
+        prices = schedule.rate_at(time_ns, tier).model_price
         provider_id: str | None
         if isinstance(schedule, CatalogPrice):
             provider_id, model_id = schedule.provider_id, schedule.model_id
@@ -239,14 +242,17 @@ def _usage(record: Record) -> tuple[int, int, int, int, int]:
     return input_tokens, cache_read, cache_write, max(record.output_tokens, reasoning), reasoning
 
 
-def _cost(resolved: _Resolved | None, usage: tuple[int, int, int, int, int], time_ns: int) -> int | None:
-    """Provider nano-USD; 0 without tokens; None when unpriced or genai-prices rejects the catalog's price."""
+def _cost(
+    resolved: _Resolved | None, usage: tuple[int, int, int, int, int], time_ns: int, tier: str | None
+) -> int | None:
+    """Provider nano-USD at the request's service tier; 0 without tokens; None when unpriced or genai-prices
+    rejects the catalog's price."""
     if resolved is None:
         return None
     if not any(usage):
         return 0
     try:
-        return to_nusd(resolved.schedule.rate_at(time_ns).cost(usage))
+        return to_nusd(resolved.schedule.rate_at(time_ns, tier).cost(usage))
     except ValueError:
         return None
 
@@ -260,6 +266,6 @@ def _catalog_pricer() -> Pricer:
     return Pricer()
 
 
-def lookup(provider: str | None, model: str, when: datetime | None = None) -> PriceInfo | None:
+def lookup(provider: str | None, model: str, when: datetime | None = None, tier: str | None = None) -> PriceInfo | None:
     """The catalog's prices for `model` (no overrides): see `Pricer.lookup`."""
-    return _catalog_pricer().lookup(provider, model, when)
+    return _catalog_pricer().lookup(provider, model, when, tier)

@@ -43,6 +43,7 @@ DIMENSIONS = (
     "feature",
     "department",
     "environment",
+    "service_tier",
 )
 KEY = (HOURLY.bucket, *DIMENSIONS)
 TOKENS = ("input_tokens", "output_tokens", "total_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -70,7 +71,7 @@ _RAW_SUMS = {
     "ttft_s_sum": "SUM(COALESCE(ttft_s, 0.0))",
     "ttft_count": "COUNT(ttft_s)",
 }
-_NULLABLE = {"error_type", "user_id", "api_key", "feature", "department", "environment"}
+_NULLABLE = {"error_type", "user_id", "api_key", "feature", "department", "environment", "service_tier"}
 
 UsageRow = dict[str, str | int | float]
 
@@ -94,6 +95,7 @@ def aggregate(records: Iterable[Record]) -> list[tuple[Any, ...]]:
             r.feature or "",
             r.department or "",
             r.environment or "",
+            r.service_tier or "",
         )
         s = acc.get(key)
         if s is None:

@@ -164,6 +164,62 @@ def _v2(dialect: Dialect) -> tuple[str, ...]:
     )
 
 
+# Migration 3: the service tier, on records and in the rollup key. A primary key cannot be changed in SQLite, so each
+# rollup table is rebuilt: a new table with the new key, the old rows copied with tier '' (every record stored before
+# has none), the old table dropped and the new one renamed in its place.
+_V3_ROLLUP = """CREATE TABLE {table} (
+    {bucket} BIGINT NOT NULL,
+    provider TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    request_model TEXT NOT NULL,
+    response_model TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error_type TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    api_key TEXT NOT NULL,
+    feature TEXT NOT NULL,
+    department TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    service_tier TEXT NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    total_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    cache_write_tokens BIGINT NOT NULL,
+    reasoning_tokens BIGINT NOT NULL,
+    provider_cost_nusd BIGINT NOT NULL,
+    customer_cost_nusd BIGINT NOT NULL,
+    unpriced_requests BIGINT NOT NULL,
+    duration_s_sum DOUBLE PRECISION NOT NULL,
+    ttft_s_sum DOUBLE PRECISION NOT NULL,
+    ttft_count BIGINT NOT NULL,
+    PRIMARY KEY ({bucket}, provider, operation, request_model, response_model, status, error_type, user_id,
+                 api_key, feature, department, environment, service_tier)
+){suffix}"""
+
+
+def _v3_rebuild(dialect: Dialect, table: str, bucket: str) -> tuple[str, ...]:
+    new = f"{table}_v3"
+    return (
+        _V3_ROLLUP.format(table=new, bucket=bucket, suffix=_ROLLUP_SUFFIX[dialect]),
+        f"INSERT INTO {new} ({bucket}, {_V2_DIMENSIONS}, service_tier, {_V2_SUMS}) "
+        f"SELECT {bucket}, {_V2_DIMENSIONS}, '', {_V2_SUMS} FROM {table}",
+        f"DROP TABLE {table}",
+        f"ALTER TABLE {new} RENAME TO {table}",
+        *((f"ALTER INDEX {new}_pkey RENAME TO {table}_pkey",) if dialect == "postgresql" else ()),
+    )
+
+
+def _v3(dialect: Dialect) -> tuple[str, ...]:
+    return (
+        "ALTER TABLE completion_records ADD COLUMN service_tier TEXT",
+        *_v3_rebuild(dialect, "completion_rollup_hourly", "hour_start_ns"),
+        *_v3_rebuild(dialect, "completion_rollup_daily", "day_start_ns"),
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "completion_records and completion_rollup_hourly", {"sqlite": _v1("sqlite"), "postgresql": _v1("postgresql")}
@@ -172,6 +228,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         2,
         "completion_rollup_daily (backfilled), request log sequence",
         {"sqlite": _v2("sqlite"), "postgresql": _v2("postgresql")},
+    ),
+    Migration(
+        3,
+        "service_tier on records and in the rollup key (rollups rebuilt)",
+        {"sqlite": _v3("sqlite"), "postgresql": _v3("postgresql")},
     ),
 )
 

@@ -24,6 +24,7 @@ FILTER_COLUMNS = {
     "environment": "environment",
     "error_type": "error_type",
     "service": "service",
+    "service_tier": "service_tier",
 }
 STATUSES = (STATUS_SUCCESS, STATUS_ERROR, "4xx", "5xx")
 _STATUS_SQL = {

@@ -75,7 +75,10 @@ def _open(request: Any) -> tuple[LLMCall | BudgetError | None, bool]:
         return None, False
     info = read_request(body, api=route.api, url_path=path, keep_body=rt.settings.capture_content)
     default = "anthropic" if route.api == "anthropic" else None  # the Messages API shape names its provider
-    provider = provider_for(url.host, url.port, path, default=default, overrides=rt.settings.provider_hosts)
+    azure = b"api-version=" in url.query  # Azure OpenAI's versioned API, also behind gateways and custom domains
+    provider = provider_for(
+        url.host, url.port, path, default=default, overrides=rt.settings.provider_hosts, azure=azure
+    )
     enforcer = rt.budgets
     if enforcer is not None and enforcer.armed:
         key = partial(budgets.key_from_headers, request.headers)
