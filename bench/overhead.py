@@ -2,8 +2,10 @@
 
 ``python bench/overhead.py [--quick]`` starts the fake provider in its own process, then runs every variant
 (``none``, ``llmtally``, ``otel-genai-openai``, ``openllmetry``) in a fresh subprocess, interleaved over several
-rounds, and reports median/p90 per-call wall and client-CPU time, the overhead over ``none`` and the ratio of
-llmtally's overhead to each peer's. Markdown goes to stdout, JSON to ``bench/results/overhead.json``.
+rounds, and reports per-call CPU time (calling thread and whole process, each the least disturbed of several
+blocks of calls) and wall time, the overhead over ``none`` and the ratio of llmtally's overhead to each peer's.
+Markdown goes to stdout, JSON to ``bench/results/overhead.json``. ``--variants none llmtally llmtally-no-span ...``
+adds llmtally with one piece of its hot path turned into a no-op, for the breakdown.
 ``--profile VARIANT`` instead prints a cProfile of that variant's measured calls (top functions by tottime).
 """
 
@@ -30,7 +32,10 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "overhead.json"
 VARIANTS = ("none", "llmtally", "otel-genai-openai", "openllmetry")
-EXTRA_VARIANTS = ("llmtally-no-stream-usage",)  # opt-in (--variants): llmtally without include_usage on streams
+# Opt-in (--variants): llmtally without include_usage on streams, and llmtally with one piece of its hot path
+# replaced by a no-op (the breakdown: the piece costs what its removal saves).
+ABLATIONS = ("span", "audit-event", "metrics", "body-reading")
+EXTRA_VARIANTS = ("llmtally-no-stream-usage", *(f"llmtally-no-{piece}" for piece in ABLATIONS))
 PEERS = ("otel-genai-openai", "openllmetry")
 SCENARIOS = ("non-stream", "stream")
 STREAM_CHUNKS = 50
@@ -139,8 +144,12 @@ def _instrument(variant: str, pipeline: _Pipeline) -> dict[str, Any]:
     if variant.startswith("llmtally"):
         import llmtally
 
-        llmtally.instrument(**pipeline.providers(), stream_usage=variant == "llmtally")
+        llmtally.instrument(**pipeline.providers(), stream_usage=variant != "llmtally-no-stream-usage")
         info["package"] = f"llmtally=={version('llmtally')}"
+        piece = variant.removeprefix("llmtally-no-")
+        if piece in ABLATIONS:
+            _ablate(piece)
+            info["ablated"] = piece
         return info
     instrumentor: Any
     if variant == "otel-genai-openai":
@@ -163,6 +172,41 @@ def _instrument(variant: str, pipeline: _Pipeline) -> dict[str, Any]:
     return info
 
 
+class _NoTotals:
+    def count(self, *args: Any) -> None:
+        """Counts nothing."""
+
+    def rate_limit(self, *args: Any) -> None:
+        """Keeps nothing."""
+
+
+def _ablate(piece: str) -> None:
+    """Replaces one piece of llmtally's hot path by a no-op: the span (a no-op tracer), the audit event (a
+    no-op logger), the metrics (no-op histograms and counter totals), or the reading of response bodies."""
+    from opentelemetry import _logs, trace
+    from opentelemetry.metrics import NoOpHistogram
+
+    from llmtally.instrumentation import runtime
+    from llmtally.instrumentation.response import ResponseReader
+
+    rt = runtime.get()
+    assert rt is not None
+    tel: Any = rt.telemetry
+    if piece == "span":
+        tel.tracer = trace.NoOpTracer()
+    elif piece == "audit-event":
+        tel.logger = _logs.NoOpLogger("ablated")
+    elif piece == "metrics":
+        for name in ("duration", "time_to_first_token", "operation_duration", "token_usage"):
+            setattr(tel, name, NoOpHistogram(name))
+        tel.totals = _NoTotals()
+    elif piece == "body-reading":
+        reader: Any = ResponseReader
+        reader.read_body = lambda self, body, status: None
+        reader.feed = lambda self, chunk: chunk
+        reader.end_stream = lambda self, status: b""
+
+
 def _calls(client: Any) -> dict[str, Callable[[], None]]:
     """One zero-argument callable per scenario; the stream one consumes the whole stream."""
 
@@ -178,19 +222,32 @@ def _calls(client: Any) -> dict[str, Callable[[], None]]:
     return {"non-stream": non_stream, "stream": stream}
 
 
-def _measure(call: Callable[[], None], n: int) -> dict[str, Any]:
-    """``n`` calls: per-call wall and calling-thread CPU ns, plus whole-process CPU per call (all threads)."""
+def _measure(call: Callable[[], None], n: int, blocks: int) -> dict[str, Any]:
+    """``n`` calls: per-call wall and calling-thread CPU ns, plus whole-process CPU per call (all threads),
+    overall and per block of ``n // blocks`` consecutive calls."""
     wall: list[int] = []
     cpu: list[int] = []
-    perf, thread_cpu = time.perf_counter_ns, time.thread_time_ns
-    proc0 = time.process_time_ns()
-    for _ in range(n):
+    block_process_cpu: list[float] = []
+    perf, thread_cpu, process_cpu = time.perf_counter_ns, time.thread_time_ns, time.process_time_ns
+    size = max(1, n // blocks)
+    proc0 = block0 = process_cpu()
+    for i in range(n):
         w0, c0 = perf(), thread_cpu()
         call()
         c1, w1 = thread_cpu(), perf()
         wall.append(w1 - w0)
         cpu.append(c1 - c0)
-    return {"wall": wall, "cpu": cpu, "process_cpu_per_call": (time.process_time_ns() - proc0) / n}
+        if (i + 1) % size == 0:
+            now = process_cpu()
+            block_process_cpu.append((now - block0) / size)
+            block0 = now
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "block_size": size,
+        "block_process_cpu": block_process_cpu,
+        "process_cpu_per_call": (process_cpu() - proc0) / n,
+    }
 
 
 def _profile_text(profiler: cProfile.Profile, top: int) -> str:
@@ -225,7 +282,7 @@ def worker(args: argparse.Namespace) -> None:
         profiler = cProfile.Profile() if args.profile else None
         if profiler:
             profiler.enable()
-        out["scenarios"][scenario] = _measure(calls[scenario], counts[scenario])
+        out["scenarios"][scenario] = _measure(calls[scenario], counts[scenario], args.blocks)
         if profiler:
             profiler.disable()
             profiles[scenario] = _profile_text(profiler, args.profile_top)
@@ -283,6 +340,8 @@ def _run_worker(variant: str, base_url: str, args: argparse.Namespace, profile: 
         str(args.n),
         "--n-stream",
         str(args.n_stream),
+        "--blocks",
+        str(args.blocks),
     ]
     if profile:
         cmd += ["--profile", variant, "--profile-top", str(args.profile_top)]
@@ -304,37 +363,44 @@ def _summary(values: list[int]) -> dict[str, float]:
     return {"median_us": statistics.median(values) / 1000, "p90_us": _quantile(values, 0.9) / 1000}
 
 
+def _blocks(values: list[int], size: int) -> list[float]:
+    """The median of each block of ``size`` consecutive calls."""
+    return [statistics.median(values[i : i + size]) for i in range(0, len(values) - size + 1, size)]
+
+
 def aggregate(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Pool the rounds per variant and scenario; overhead = median(variant) - median(none)."""
+    """Per variant and scenario: CPU per call of the least disturbed block (the lowest block median over all
+    rounds), for the calling thread and the whole process, and the pooled wall time; overhead = figure(variant) -
+    figure(none)."""
     report: dict[str, Any] = {}
     for scenario in SCENARIOS:
         rows: dict[str, Any] = {}
         for variant, results in runs.items():
+            measured = [r["scenarios"][scenario] for r in results]
             row: dict[str, Any] = {}
             for metric in ("wall", "cpu"):
-                pooled = [v for r in results for v in r["scenarios"][scenario][metric]]
+                pooled = [v for m in measured for v in m[metric]]
                 row[metric] = _summary(pooled)
-                row[metric]["round_medians_us"] = [
-                    statistics.median(r["scenarios"][scenario][metric]) / 1000 for r in results
-                ]
-            row["process_cpu_per_call_us"] = statistics.median(
-                r["scenarios"][scenario]["process_cpu_per_call"] / 1000 for r in results
-            )
+                row[metric]["round_medians_us"] = [statistics.median(m[metric]) / 1000 for m in measured]
+            cpu_blocks = [b / 1000 for m in measured for b in _blocks(m["cpu"], m["block_size"])]
+            proc_blocks = [b / 1000 for m in measured for b in m["block_process_cpu"]]
+            row["cpu"]["best_block_us"] = min(cpu_blocks)
+            row["cpu"]["block_medians_us"] = cpu_blocks
+            row["process_cpu"] = {"best_block_us": min(proc_blocks), "block_us": proc_blocks}
             rows[variant] = row
         base = rows["none"]
         for row in rows.values():
-            for metric in ("wall", "cpu"):
-                row[metric]["overhead_us"] = row[metric]["median_us"] - base[metric]["median_us"]
-            row["process_cpu_overhead_us"] = row["process_cpu_per_call_us"] - base["process_cpu_per_call_us"]
+            row["wall"]["overhead_us"] = row["wall"]["median_us"] - base["wall"]["median_us"]
+            for metric in ("cpu", "process_cpu"):
+                row[metric]["overhead_us"] = row[metric]["best_block_us"] - base[metric]["best_block_us"]
         if "llmtally" in rows:
             mine = rows["llmtally"]
             for peer in PEERS:
-                if peer not in rows:
-                    continue
-                rows[peer]["llmtally_ratio"] = {
-                    metric: _ratio(mine[metric]["overhead_us"], rows[peer][metric]["overhead_us"])
-                    for metric in ("wall", "cpu")
-                } | {"process_cpu": _ratio(mine["process_cpu_overhead_us"], rows[peer]["process_cpu_overhead_us"])}
+                if peer in rows:
+                    rows[peer]["llmtally_ratio"] = {
+                        metric: _ratio(mine[metric]["overhead_us"], rows[peer][metric]["overhead_us"])
+                        for metric in ("cpu", "process_cpu", "wall")
+                    }
         report[scenario] = rows
     return report
 
@@ -350,28 +416,31 @@ def _fmt_ratio(value: float | None) -> str:
 def markdown(report: dict[str, Any], telemetry: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
     """The results as Markdown: one table per scenario, then what each variant produced."""
     lines = [
-        f"Per-call latency, {meta['rounds']} interleaved rounds x {meta['n']} non-stream / {meta['n_stream']} "
-        f"stream ({STREAM_CHUNKS} chunks) calls per variant, {meta['warmup']} warm-up calls per scenario. "
-        "Overhead = median(variant) - median(none); ratio = llmtally overhead / peer overhead "
-        "(< 1 means llmtally is cheaper). Client CPU = calling thread; proc CPU = whole client process "
-        "(incl. export threads) per call.",
+        f"Per-call cost, {meta['rounds']} interleaved rounds x {meta['n']} non-stream / {meta['n_stream']} "
+        f"stream ({STREAM_CHUNKS} chunks) calls per variant in blocks of {meta['n'] // meta['blocks']} / "
+        f"{meta['n_stream'] // meta['blocks']}, {meta['warmup']} warm-up calls per scenario. "
+        "CPU = median CPU time per call of the calling thread in the least disturbed block (lowest block median "
+        "over all rounds); proc CPU = the whole client process (export threads included) per call, least disturbed "
+        "block; wall = pooled median. Overhead = figure(variant) - figure(none); ratio = llmtally overhead / peer "
+        "overhead (< 1 means llmtally is cheaper).",
         "",
     ]
     for scenario, rows in report.items():
         lines += [
             f"### {scenario}",
             "",
-            "| variant | wall median (us) | wall p90 (us) | wall overhead (us) | CPU median (us) | CPU p90 (us) "
-            "| CPU overhead (us) | proc CPU overhead (us) | llmtally/peer (wall, CPU) |",
+            "| variant | CPU (us) | CPU overhead (us) | proc CPU (us) | proc CPU overhead (us) | wall median (us) "
+            "| wall p90 (us) | wall overhead (us) | llmtally/peer (CPU, proc CPU, wall) |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for variant, row in rows.items():
             ratio = row.get("llmtally_ratio")
-            ratio_text = f"{_fmt_ratio(ratio['wall'])}, {_fmt_ratio(ratio['cpu'])}" if ratio else ""
+            ratio_text = ", ".join(_fmt_ratio(ratio[m]) for m in ("cpu", "process_cpu", "wall")) if ratio else ""
+            cpu, proc, wall = row["cpu"], row["process_cpu"], row["wall"]
             lines.append(
-                f"| {variant} | {row['wall']['median_us']:.1f} | {row['wall']['p90_us']:.1f} "
-                f"| {row['wall']['overhead_us']:+.1f} | {row['cpu']['median_us']:.1f} | {row['cpu']['p90_us']:.1f} "
-                f"| {row['cpu']['overhead_us']:+.1f} | {row['process_cpu_overhead_us']:+.1f} | {ratio_text} |"
+                f"| {variant} | {cpu['best_block_us']:.1f} | {cpu['overhead_us']:+.1f} | {proc['best_block_us']:.1f} "
+                f"| {proc['overhead_us']:+.1f} | {wall['median_us']:.1f} | {wall['p90_us']:.1f} "
+                f"| {wall['overhead_us']:+.1f} | {ratio_text} |"
             )
         lines.append("")
     lines += [
@@ -431,6 +500,7 @@ def driver(args: argparse.Namespace) -> None:
         "warmup": args.warmup,
         "n": args.n,
         "n_stream": args.n_stream,
+        "blocks": args.blocks,
         "stream_chunks": STREAM_CHUNKS,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -454,6 +524,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=None, help="warm-up calls per scenario (default 200)")
     parser.add_argument("--n", type=int, default=None, help="measured non-stream calls per round (default 2000)")
     parser.add_argument("--n-stream", type=int, default=None, help="measured stream calls per round (default 800)")
+    parser.add_argument("--blocks", type=int, default=10, help="blocks per round; the least disturbed one counts")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=all_variants)
     parser.add_argument("--profile", choices=all_variants, help="cProfile this variant's measured calls instead")
     parser.add_argument("--profile-top", type=int, default=15)

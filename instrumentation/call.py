@@ -313,18 +313,19 @@ class LLMCall:
         tel = self.rt.telemetry
         usage = self.reader.usage if self.reader is not None else None
         tel.totals.count(metric_attrs, semconv.ERROR_TYPE in metric_attrs, usage)
-        tel.duration.record(seconds, metric_attrs)
+        ctx = otel_context.get_current()  # looked up once rather than by each record
+        tel.duration.record(seconds, metric_attrs, ctx)
         ttft = attrs.get(semconv.RESPONSE_TIME_TO_FIRST_CHUNK)
         if ttft is not None:
-            tel.time_to_first_token.record(ttft, metric_attrs)
+            tel.time_to_first_token.record(ttft, metric_attrs, ctx)
         semconv_attrs = {k: v for k, v in metric_attrs.items() if k not in _METRIC_KEYS}
         semconv_attrs[semconv.SERVER_ADDRESS] = self.host
         if self.port is not None:
             semconv_attrs[semconv.SERVER_PORT] = self.port
-        tel.operation_duration.record(seconds, semconv_attrs)
+        tel.operation_duration.record(seconds, semconv_attrs, ctx)
         if usage is not None:
-            tel.token_usage.record(usage.input, {**semconv_attrs, semconv.TOKEN_TYPE: "input"})
-            tel.token_usage.record(usage.output, {**semconv_attrs, semconv.TOKEN_TYPE: "output"})
+            tel.token_usage.record(usage.input, {**semconv_attrs, semconv.TOKEN_TYPE: "input"}, ctx)
+            tel.token_usage.record(usage.output, {**semconv_attrs, semconv.TOKEN_TYPE: "output"}, ctx)
         if self.ratelimits:
             for kind, (limit, remaining) in self.ratelimits.items():
                 gauge_attrs = {

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 log = logging.getLogger("llmtally.instrumentation")
 
 
-@contextmanager
-def quiet() -> Iterator[None]:
+class _Quiet:
+    """A reusable context manager that logs and swallows an `Exception` raised in its block (a class rather than
+    a generator-based `contextmanager`: it runs on every call's hot path several times)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> bool:
+        if kind is None or not issubclass(kind, Exception):
+            return False
+        log.debug("llmtally instrumentation failed; the call goes on unrecorded", exc_info=error)
+        return True
+
+
+_QUIET = _Quiet()
+
+
+def quiet() -> _Quiet:
     """Runs the block; an exception from it is logged, not raised."""
-    try:
-        yield
-    except Exception:
-        log.debug("llmtally instrumentation failed; the call goes on unrecorded", exc_info=True)
+    return _QUIET

@@ -26,6 +26,9 @@ class SSESplitter:
         buffer = self._buffer + chunk if self._buffer else chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
+        if buffer.endswith(b"\n\n"):  # the usual chunk: whole events
+            self._buffer = b""
+            return buffer
         end = buffer.rfind(b"\n\n")
         if end < 0:
             self._buffer = buffer
