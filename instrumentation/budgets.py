@@ -31,7 +31,6 @@ log = logging.getLogger("llmtally.instrumentation.budgets")
 PATH = "/api/v1/budgets"
 FIRST_FETCH_TIMEOUT = 2.0
 STALE_INTERVALS = 3
-_KEY_HEADERS = ("authorization", "x-api-key", "api-key")
 # Scope key -> the attribution attribute that gives its value.
 _ATTRIBUTED = {
     "user": semconv.USER_ID,
@@ -106,20 +105,9 @@ def parse(payload: bytes) -> Index:
     return tuple(tables.items())
 
 
-def key_from_headers(headers: Mapping[str, str]) -> str | None:
-    """The `sha256:` id of the provider key in request headers, as the record names it."""
-    from .call import key_id
-
-    for name in _KEY_HEADERS:
-        value = headers.get(name)
-        if value:
-            return key_id(value.removeprefix("Bearer ").strip())
-    return None
-
-
 def key_from_client(instance: Any, options: Any) -> str | None:
     """The `sha256:` id of the key an SDK client sends: a per-request header, else the client's own key."""
-    from .call import key_id
+    from .call import key_from_headers, key_id
 
     headers = getattr(options, "headers", None)
     if isinstance(headers, Mapping):
@@ -203,13 +191,17 @@ class Enforcer:
         self.metrics = meters
         self.fail_closed = config.fail_closed
         self.index: Index = ()
-        self.state_ok = False
         self.ok_at: float | None = None  # monotonic time of the last successful refresh
         self._failing: bool | None = None  # None until the first refresh
         self._stale_after = STALE_INTERVALS * config.refresh_seconds
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def state_ok(self) -> bool:
+        """Whether the last refresh succeeded."""
+        return self._failing is False
 
     @property
     def armed(self) -> bool:
@@ -293,14 +285,12 @@ class Enforcer:
                 return False
             self.index = index
             self.ok_at = time.monotonic()
-            self.state_ok = True
             if self._failing:
                 log.warning("llmtally budgets: budget state readable again from %s", self.config.url)
             self._failing = False
             return True
 
     def _failed(self, error: BaseException) -> None:
-        self.state_ok = False
         if not self._failing:
             then = "every call is refused" if self.fail_closed else "calls go through"
             log.warning(

@@ -57,6 +57,15 @@ def service_tier(answered: str | None, request: RequestInfo) -> str | None:
     return "standard" if asked == "standard_only" else asked
 
 
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    """The key id of the provider key in request headers (lower-case names), if any."""
+    for name in _KEY_HEADERS:
+        value = headers.get(name)
+        if value:
+            return key_id(value.removeprefix("Bearer ").strip())
+    return None
+
+
 class LLMCall:
     """The state of one LLM request while it runs."""
 
@@ -127,11 +136,7 @@ class LLMCall:
                 event[semconv.ERROR_TYPE] = errors.from_exception(self.error)
             self.events.append((time.time_ns(), event))
         elif self.key is None and semconv.API_KEY not in self.attribution:
-            for name in _KEY_HEADERS:
-                value = headers.get(name)
-                if value:
-                    self.key = key_id(value.removeprefix("Bearer ").strip())
-                    break
+            self.key = key_from_headers(headers)
         self.attempts += 1
         self.status = None
         self.error = None

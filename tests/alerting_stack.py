@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 import pytest
@@ -119,28 +119,37 @@ class Server:
     def command(self) -> list[str]:
         raise NotImplementedError
 
-    def start(self, timeout: float = 30.0) -> Server:
+    def environment(self) -> dict[str, str] | None:
+        """The subprocess's environment (None: this one's)."""
+        return None
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(self.url + self.ready_path, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def start(self, timeout: float = 30.0) -> Self:
         command = self.command()
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                command, cwd=self.workdir, env=self.environment(), stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited {self.process.returncode}: {self.tail()}")
-            try:
-                if httpx.get(self.url + self.ready_path, timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
+            if self.ready():
+                return self
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"{self.name} not ready after {timeout}s: {self.tail()}")
             time.sleep(0.1)
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM by PID, SIGKILL past the timeout."""
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM by PID, SIGKILL past the timeout; the exit code."""
         if self.process is None:
-            return
+            return 0
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
             try:
@@ -148,7 +157,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        code = self.process.returncode
         self.process = None
+        return code
 
     def tail(self, size: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-size:] if self.log.exists() else ""

@@ -10,10 +10,8 @@ receiver at free loopback ports, and the collector's own telemetry is turned off
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from alerting_stack import Server
 from receiver import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,62 +53,39 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
     return clean | extra
 
 
-class Collector:
+class Collector(Server):
     """The collector with `configs` (merged in order) and `env`; its OTLP receiver on two free loopback ports."""
 
     def __init__(self, binary: Path, workdir: Path, configs: list[Path], env: dict[str, str] | None = None) -> None:
+        grpc_port = free_port()
+        super().__init__(workdir, f"collector-{grpc_port}")
         self.binary = binary
-        self.workdir = workdir
         self.configs = configs
-        self.grpc_port = free_port()
+        self.grpc_port = grpc_port
         self.http_port = free_port()
         self.env = {
             "OTLP_GRPC_LISTEN": f"127.0.0.1:{self.grpc_port}",
             "OTLP_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
             **(env or {}),
         }
-        self.log = workdir / f"collector-{self.grpc_port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def grpc_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.grpc_port}"
 
-    def start(self, timeout: float = 30.0) -> Collector:
-        quiet = write_config(self.workdir / f"collector-{self.grpc_port}-telemetry.yaml", QUIET)
-        argv = [str(self.binary), *(f"--config={c}" for c in [*self.configs, quiet])]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv, cwd=self.workdir, env=_env(self.env), stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the collector exited {self.process.returncode}: {self.tail()}")
-            if "Everything is ready" in self.tail(100_000) and _accepts(self.grpc_port):
-                return self
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the collector not ready after {timeout}s: {self.tail()}")
-            time.sleep(0.1)
+    def command(self) -> list[str]:
+        quiet = write_config(self.workdir / f"{self.name}-telemetry.yaml", QUIET)
+        return [str(self.binary), *(f"--config={c}" for c in [*self.configs, quiet])]
+
+    def environment(self) -> dict[str, str]:
+        return _env(self.env)
+
+    def ready(self) -> bool:
+        return "Everything is ready" in self.tail(100_000) and _accepts(self.grpc_port)
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM by PID (the collector drains its queues as it shuts down), SIGKILL past the timeout."""
-        if self.process is None:
-            return 0
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        code = self.process.returncode
-        self.process = None
-        return code
-
-    def tail(self, size: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-size:] if self.log.exists() else ""
+        return super().stop(timeout)
 
 
 def _accepts(port: int) -> bool:

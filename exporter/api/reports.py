@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..normalise.record import Record
+from ..normalise.record import Record, usd
 from ..store import Store, UsageRow
 from ..store.rollup import FLOAT_SUMS, INT_SUMS, TOKENS
 from ..store.select import Cursor
@@ -20,10 +20,6 @@ _PUBLIC = {column: name for name, column in FILTERS.items()}
 # Health: success rate at or above each bound, else the next; the error-rate alert thresholds are 10% and 25%.
 HEALTH_BOUNDS = (("healthy", 0.95), ("degraded", 0.90), ("warning", 0.75))
 SLOW_LATENCY_MS = 30_000.0  # a healthy success rate with a mean latency above this is reported degraded
-
-
-def usd(nusd: int) -> float:
-    return round(nusd / 1e9, 9)
 
 
 def _rate(part: float, whole: float) -> float:

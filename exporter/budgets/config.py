@@ -11,11 +11,10 @@ from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..config import Config, ConfigError
+from .periods import PERIODS, Period, ns
 
-Period = Literal["daily", "weekly", "monthly"]
 Mode = Literal["soft", "hard"]
 Basis = Literal["customer", "provider"]
-PERIODS: tuple[Period, ...] = ("daily", "weekly", "monthly")
 MODES: tuple[Mode, ...] = ("soft", "hard")
 BASES: tuple[Basis, ...] = ("customer", "provider")
 # Scope keys (as written in llmtally.yaml and served by the API) -> the store's rollup dimension.
@@ -199,7 +198,7 @@ def _since(value: Any, key: str) -> int:
         raise ConfigError(f"{key} must be an ISO 8601 date or date-time, not {value!r}")
     if not 1970 <= moment.year < 2200:
         raise ConfigError(f"{key} must be between 1970 and 2200, not {value!r}")
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+    return ns(moment)
 
 
 def _credits(value: Any) -> tuple[Credit, ...]:

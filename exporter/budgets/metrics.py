@@ -16,8 +16,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..store import Store, StoreError
-from .config import BudgetSettings, Period
-from .periods import bounds, ns
+from .config import BudgetSettings
+from .periods import Period, bounds, ns
 from .status import states
 
 log = logging.getLogger("llmtally.budgets")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, tzinfo
+from typing import Literal
 
-from .config import Period
+Period = Literal["daily", "weekly", "monthly"]
+PERIODS: tuple[Period, ...] = ("daily", "weekly", "monthly")
 
 
 def _midnight(day: date, zone: tzinfo) -> datetime:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ..normalise.record import usd
 from ..store import Store
 from .config import Budget, BudgetSettings, Credit
 from .periods import bounds, ns
@@ -33,10 +34,6 @@ def budget_status(spent_nusd: int, limit_nusd: int) -> str:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _usd(nusd: int) -> float:
-    return round(nusd / 1e9, 9)
 
 
 @dataclass(frozen=True)
@@ -82,13 +79,13 @@ class BudgetState:
             "scope": dict(b.scope),
             "period_start": _iso(self.start),
             "period_end": _iso(self.end),
-            "limit_usd": _usd(b.amount_nusd),
-            "spent_usd": _usd(self.spent_nusd),
+            "limit_usd": usd(b.amount_nusd),
+            "spent_usd": usd(self.spent_nusd),
             "spent_nusd": self.spent_nusd,
-            "remaining_usd": _usd(max(0, b.amount_nusd - self.spent_nusd)),
+            "remaining_usd": usd(max(0, b.amount_nusd - self.spent_nusd)),
             "utilization": round(self.utilization, 6),
             "percentage": round(self.utilization * 100, 2),
-            "projected_usd": _usd(self.projected_nusd),
+            "projected_usd": usd(self.projected_nusd),
             "days_remaining": round(max(0.0, (self.end - self.now).total_seconds()) / 86400, 2),
             "status": self.status,
             "exceeded": self.exceeded,
@@ -110,10 +107,10 @@ class CreditState:
         c = self.credit
         return {
             "provider": c.provider,
-            "balance_usd": _usd(c.balance_nusd),
+            "balance_usd": usd(c.balance_nusd),
             "since": _iso(datetime.fromtimestamp(c.since_ns / 1e9, UTC)),
-            "spent_usd": _usd(self.spent_nusd),
-            "remaining_usd": _usd(self.remaining_nusd),
+            "spent_usd": usd(self.spent_nusd),
+            "remaining_usd": usd(self.remaining_nusd),
         }
 
 

@@ -9,6 +9,11 @@ STATUS_SUCCESS = "success"
 STATUS_ERROR = "error"
 
 
+def usd(nusd: int) -> float:
+    """Nano-USD (how costs are kept) -> USD, to the nano-dollar."""
+    return round(nusd / 1e9, 9)
+
+
 @dataclass(slots=True)
 class Record:
     """One LLM request.

@@ -14,9 +14,9 @@ from typing import Any
 
 import wrapt
 
-from .. import budgets, runtime
+from .. import runtime
 from ..budgets import BudgetError
-from ..call import LLMCall
+from ..call import LLMCall, key_from_headers
 from ..providers import provider_for, route_for
 from ..request import parse_body, read_request
 from ..response import ResponseReader
@@ -81,7 +81,7 @@ def _open(request: Any) -> tuple[LLMCall | BudgetError | None, bool]:
     )
     enforcer = rt.budgets
     if enforcer is not None and enforcer.armed:
-        key = partial(budgets.key_from_headers, request.headers)
+        key = partial(key_from_headers, request.headers)
         refused = enforcer.refusal(provider, info.model, info.user, rt.settings.environment, key)
         if refused is not None:
             return refused, False
