@@ -20,7 +20,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -113,7 +115,27 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
-def run(store: str, records: int, senders: int) -> dict[str, float]:
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by process `pid`, and by its child processes (the workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(path: Path) -> list[str]:
+        return path.read_text().rsplit(")", 1)[1].split()  # the fields after "(comm)"
+
+    own = stat(Path(f"/proc/{pid}/stat"))
+    children = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = stat(entry / "stat")
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                children += (int(fields[11]) + int(fields[12])) / tick
+    return (int(own[11]) + int(own[12])) / tick, children
+
+
+def run(store: str, records: int, senders: int, workers: int | None = None) -> dict[str, float]:
     grpc_port, http_port = _free_port(), _free_port()
     llmtally = str(Path(sys.executable).with_name("llmtally"))
     process = subprocess.Popen(
@@ -126,6 +148,7 @@ def run(store: str, records: int, senders: int) -> dict[str, float]:
             f"127.0.0.1:{grpc_port}",
             "--http",
             f"127.0.0.1:{http_port}",
+            *(["--workers", str(workers)] if workers is not None else []),
         ],
         stderr=subprocess.DEVNULL,
     )
@@ -157,6 +180,7 @@ def run(store: str, records: int, senders: int) -> dict[str, float]:
 
         sampler = threading.Thread(target=sample)
         sampler.start()
+        cpu_before = _cpu_seconds(process.pid)
         started = time.perf_counter()
         threads = [threading.Thread(target=send, args=(requests[i::senders],)) for i in range(senders)]
         for thread in threads:
@@ -164,6 +188,7 @@ def run(store: str, records: int, senders: int) -> dict[str, float]:
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - started
+        cpu_after = _cpu_seconds(process.pid)
         done.set()
         sampler.join()
         metrics = httpx.get(f"http://127.0.0.1:{http_port}/metrics", timeout=30).text
@@ -178,6 +203,8 @@ def run(store: str, records: int, senders: int) -> dict[str, float]:
             "stored": new,
             "seconds": elapsed,
             "records_per_second": new / elapsed,
+            "receiver_cpu_us_per_record": (cpu_after[0] - cpu_before[0]) / new * 1e6,
+            "workers_cpu_us_per_record": (cpu_after[1] - cpu_before[1]) / new * 1e6,
             "rss_first_mib": memory[0] if memory else 0.0,
             "rss_max_mib": max(memory) if memory else 0.0,
             "rss_last_mib": memory[-1] if memory else 0.0,
@@ -188,22 +215,97 @@ def run(store: str, records: int, senders: int) -> dict[str, float]:
         process.wait(60)
 
 
+def breakdown(records: int) -> list[tuple[str, float]]:
+    """CPU µs per record of each step of ingest, run one step at a time in this process (the calling thread's CPU
+    time, the least of 5 runs): where a record's time goes."""
+    import pickle
+
+    from llmtally.exporter.metrics import Metrics
+    from llmtally.exporter.normalise import otlp
+    from llmtally.exporter.normalise.convert import to_record
+    from llmtally.exporter.normalise.limits import check
+    from llmtally.exporter.normalise.record import Record, as_values
+    from llmtally.exporter.normalise.values import attributes
+    from llmtally.exporter.price import Pricer
+    from llmtally.exporter.receive.decode import parse
+    from llmtally.exporter.store import open_store
+
+    bodies = build_requests(records)
+    n = (len(bodies) - 1) * BATCH + len(parse("logs", bodies[-1]).resource_logs[0].scope_logs[0].log_records)
+    steps: list[tuple[str, float]] = []
+
+    def step(name: str, work: Callable[[], object]) -> Any:
+        best, result = float("inf"), None
+        for _ in range(5):
+            started = time.thread_time()
+            result = work()
+            best = min(best, time.thread_time() - started)
+        steps.append((name, best / n * 1e6))
+        return result
+
+    messages = step("protobuf parse", lambda: [parse("logs", b) for b in bodies])
+    logs = [log for m in messages for log in m.resource_logs[0].scope_logs[0].log_records]
+    attrs = step("attributes -> dict (upb reads)", lambda: [attributes(log.attributes) for log in logs])
+    step("attributes -> Record", lambda: [to_record(a, record_id="x", start_ns=1, end_ns=2, source="s") for a in attrs])
+    found = step("whole normalise (the two above, checks, ids)", lambda: [otlp.from_logs(m) for m in messages])
+    recs = [r for f in found for r in f.records]
+    pricer = Pricer()
+    step("price", lambda: [pricer.price(r) for r in recs])
+    step("check values", lambda: [check(r) for r in recs])
+    step(
+        "to and from a worker (pickled tuples)",
+        lambda: [Record(*v) for v in pickle.loads(pickle.dumps([as_values(r) for r in recs], 5))],
+    )
+    step("metrics (completion_* families)", lambda: Metrics(10_000).records.observe(recs))
+    with tempfile.TemporaryDirectory() as tmp:
+        stores = iter([open_store(f"sqlite:///{tmp}/{i}.db") for i in range(5)])
+
+        def write() -> None:
+            store = next(stores)
+            for i in range(0, len(recs), 8192):
+                store.write(recs[i : i + 8192])
+            store.close()
+
+        step("SQLite write, groups of 8192 (records, rollups)", write)
+    return steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--senders", type=int, default=2)
     parser.add_argument("--pg", help="also run into this PostgreSQL DSN")
+    parser.add_argument("--workers", type=int, nargs="+", help="serve --workers values to run (default: its default)")
+    parser.add_argument("--breakdown", action="store_true", help="CPU per record of each ingest step, in this process")
     args = parser.parse_args()
+    if args.breakdown:
+        print("| step | CPU µs per record |")
+        print("| --- | ---: |")
+        for name, us in breakdown(args.records):
+            print(f"| {name} | {us:.1f} |")
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        targets = [("sqlite", f"sqlite:///{tmp}/bench.db")]
+        targets = [("sqlite", "")]  # a new SQLite file per run
         if args.pg:
             targets.append(("postgresql", args.pg))
-        print("| store | records | seconds | records/s | receiver RSS first / median / max / last (MiB) |")
-        print("| --- | ---: | ---: | ---: | --- |")
+        print(
+            "| store | workers | records | seconds | records/s | CPU per record: receiver / workers (µs) "
+            "| receiver RSS first / median / max / last (MiB) |"
+        )
+        print("| --- | ---: | ---: | ---: | ---: | --- | --- |")
         for name, store in targets:
-            r = run(store, args.records, args.senders)
-            rss = " / ".join(f"{r[k]:.0f}" for k in ("rss_first_mib", "rss_median_mib", "rss_max_mib", "rss_last_mib"))
-            print(f"| {name} | {r['stored']:.0f} | {r['seconds']:.1f} | {r['records_per_second']:,.0f} | {rss} |")
+            for workers in args.workers or [None]:
+                if name == "sqlite":
+                    store = f"sqlite:///{tempfile.mkdtemp(dir=tmp)}/bench.db"
+                r = run(store, args.records, args.senders, workers)
+                keys = ("rss_first_mib", "rss_median_mib", "rss_max_mib", "rss_last_mib")
+                rss = " / ".join(f"{r[k]:.0f}" for k in keys)
+                cpu = f"{r['receiver_cpu_us_per_record']:.0f} / {r['workers_cpu_us_per_record']:.0f}"
+                shown = "default" if workers is None else workers
+                print(
+                    f"| {name} | {shown} | {r['stored']:.0f} | {r['seconds']:.1f} | {r['records_per_second']:,.0f} "
+                    f"| {cpu} | {rss} |"
+                )
 
 
 if __name__ == "__main__":

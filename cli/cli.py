@@ -29,6 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     add_store(serve)
     serve.add_argument("--otlp-grpc", metavar="HOST:PORT", help="OTLP/gRPC listen address (default 127.0.0.1:4317)")
     serve.add_argument("--http", metavar="HOST:PORT", help="HTTP listen address (default 127.0.0.1:4318)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes that decode, normalise and price requests (default: one per CPU; 0: none)",
+    )
 
     def report(name: str, help: str, default_range: str, statuses: tuple[str, ...]) -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help)
@@ -140,7 +146,9 @@ def _run(args: argparse.Namespace, prefix: str) -> int:
             from llmtally.exporter.config import load
             from llmtally.exporter.serve import serve
 
-            return serve(load(args.config, store=args.store, otlp_grpc=args.otlp_grpc, http=args.http))
+            return serve(
+                load(args.config, store=args.store, otlp_grpc=args.otlp_grpc, http=args.http, workers=args.workers)
+            )
         return _command(args.command)(args)
     except (ConfigError, PricingConfigError, ValueError) as error:  # ValueError: bad parameters (QueryError, ...)
         print(f"{prefix}: {error}", file=sys.stderr)

@@ -28,6 +28,7 @@ class Config:
     ack_timeout_seconds: float = 30.0
     retry_after_seconds: float = 5.0
     max_request_bytes: int = 32 * 1024 * 1024
+    workers: int | None = None  # decoding / pricing processes; None: one per CPU, 0: none (in the receiving threads)
     max_series: int = 10_000
     pricing: Mapping[str, Any] = field(default_factory=dict)
     api_tokens: tuple[Mapping[str, Any], ...] = ()
@@ -49,6 +50,7 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
         "ack_timeout_seconds": ("ack_timeout_seconds", float),
         "retry_after_seconds": ("retry_after_seconds", float),
         "max_request_bytes": ("max_request_bytes", int),
+        "workers": ("workers", int),
     },
     "metrics": {"max_series": ("max_series", int)},
     "retention": {
@@ -60,9 +62,9 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
 _TOP = {"store", "receiver", "metrics", "pricing", "api", "retention", "budgets", "credits", "alerts"}
 
 
-def load(path: str | None = None, *, env: Mapping[str, str] | None = None, **flags: str | None) -> Config:
+def load(path: str | None = None, *, env: Mapping[str, str] | None = None, **flags: str | int | None) -> Config:
     """The configuration: `path` (or `$LLMTALLY_CONFIG`, or ./llmtally.yaml if present), then `LLMTALLY_STORE`,
-    then `flags` (store, otlp_grpc, http) that are not None."""
+    then `flags` (store, otlp_grpc, http, workers) that are not None."""
     env = os.environ if env is None else env
     path = path or env.get("LLMTALLY_CONFIG") or (DEFAULT_FILE if Path(DEFAULT_FILE).is_file() else None)
     values: dict[str, Any] = {}

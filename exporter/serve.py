@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from urllib.parse import urlsplit, urlunsplit
@@ -20,6 +21,8 @@ from .price import Pricer, PricingConfig
 from .receive.grpc_server import start_grpc
 from .receive.http_app import create_app
 from .receive.ingest import Ingest
+from .receive.prepare import quiet_gc
+from .receive.workers import Workers
 from .store import open_store
 
 
@@ -48,7 +51,11 @@ def serve(config: Config) -> int:
     metrics.registry.register(BudgetMetrics(store, budgets))
     pipeline = Pipeline(store, metrics, max_queued=config.queue_records).start()
     metrics.receiver.watch(pipeline.depth, pricer.catalog_age_seconds)
-    ingest = Ingest(pipeline, pricer, metrics, config.ack_timeout_seconds)
+    count = (os.cpu_count() or 1) if config.workers is None else config.workers
+    workers = Workers(count, config.pricing) if count else None
+    if workers is not None:
+        workers.warm_up()
+    ingest = Ingest(pipeline, pricer, metrics, config.ack_timeout_seconds, workers)
     grpc_server, grpc_port = start_grpc(ingest, config.otlp_grpc, retry_after=config.retry_after_seconds)
 
     def ready() -> bool:
@@ -68,7 +75,8 @@ def serve(config: Config) -> int:
     print(
         f"llmtally serve: OTLP/gRPC {grpc_host}:{grpc_port}, HTTP {host}:{port} "
         f"(/v1/logs /v1/traces /v1/metrics /metrics /healthz /readyz /api/v1, "
-        f"API tokens {'required' if tokens else 'off: loopback only'}), store {redact(config.store)}",
+        f"API tokens {'required' if tokens else 'off: loopback only'}), store {redact(config.store)}, "
+        f"{count} worker process{'' if count == 1 else 'es'}",
         file=sys.stderr,
         flush=True,
     )
@@ -76,10 +84,13 @@ def serve(config: Config) -> int:
     # process goes on to drain the queue and close the store instead of dying with the signal.
     for handled in (signal.SIGINT, signal.SIGTERM):
         signal.signal(handled, lambda *_: None)
+    quiet_gc()
     try:
         server.run()
     finally:
         grpc_server.stop(grace=5).wait()
+        if workers is not None:
+            workers.close()
         retention.close()
         pipeline.close()
         store.close()

@@ -260,7 +260,11 @@ def test_grpc_malformed_is_invalid_argument(sqlite_receiver):
     call = channel.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export")
     with pytest.raises(grpc.RpcError) as raised:
         call(b"\x0a\xff\xff\xff garbage", timeout=5)
-    assert raised.value.code() == grpc.StatusCode.INTERNAL or raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a protobuf ExportLogsServiceRequest" in (raised.value.details() or "")
+    assert metric_sum(sqlite_receiver.metrics(), "llmtally_receiver_refused_requests_total", reason="malformed") == 1
+    assert call(audit_logs(3).SerializeToString(), timeout=10) == b""  # the receiver goes on: an empty answer
+    assert stored(sqlite_receiver) == 3
 
 
 def test_restart_between_batches_loses_and_doubles_nothing(tmp_path):

@@ -56,8 +56,12 @@ def _found(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str, Any]:
 
 
 def _tokens(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> int:
-    key, found = _found(attrs, keys)
-    return count(found, key)
+    """The first present count of `keys` (see `limits.count`); 0 when none is."""
+    for key in keys:
+        found = attrs.get(key)
+        if found is not None:
+            return found if type(found) is int else count(found, key)  # the usual case without a call
+    return 0
 
 
 def _http_status(found: Any) -> int | None:
@@ -106,7 +110,6 @@ def to_record(
     """The record these attributes describe. Raises `limits.Invalid` for a value no record may hold (see
     `limits.check` for the rest)."""
     resource = resource or {}
-    input_keys = [k for k in (*_INPUT, *_OUTPUT) if k in attrs]
     input_tokens = _tokens(attrs, _INPUT)
     output_tokens = _tokens(attrs, _OUTPUT)
     operation = attrs.get("gen_ai.operation.name") or attrs.get("llm.request.type") or "chat"
@@ -141,7 +144,7 @@ def to_record(
         cached_tokens=_tokens(attrs, _CACHE_READ),
         cache_write_tokens=_tokens(attrs, _CACHE_WRITE),
         reasoning_tokens=_tokens(attrs, _REASONING),
-        usage_source=str(attrs.get("llmtally.usage.source") or ("provider" if input_keys else "none")),
+        usage_source=str(attrs.get("llmtally.usage.source") or _usage_source(attrs)),
         service_tier=_service_tier(attrs),
         user_id=_str(first(attrs, _USER)),
         api_key=_str(attrs.get("llmtally.api_key")),
@@ -163,6 +166,11 @@ def to_record(
         output_messages=_payload(attrs.get("gen_ai.output.messages")),
         source=source,
     )
+
+
+def _usage_source(attrs: Mapping[str, Any]) -> str:
+    """Where the token counts come from, for telemetry that does not say: the provider when any count is there."""
+    return "provider" if any(k in attrs for k in (*_INPUT, *_OUTPUT)) else "none"
 
 
 def _json_list(found: Any) -> list[dict[str, Any]]:

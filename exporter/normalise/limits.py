@@ -7,6 +7,7 @@ the rollups), nano-USD costs (price x tokens), times the API can query (1970..22
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 from .record import Record
@@ -43,6 +44,9 @@ _TEXT = (
     "request_id",
     "source",
 )
+
+_texts = operator.attrgetter(*_TEXT)
+_long_texts = operator.attrgetter(*_LONG_TEXT)
 
 
 class Invalid(ValueError):
@@ -91,10 +95,12 @@ def check(record: Record) -> None:
     for name, value in (("duration_s", record.duration_s), ("ttft_s", record.ttft_s)):
         if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
             raise Invalid(f"{name}={value!r} is not a duration in seconds between 0 and {MAX_SECONDS}")
-    for name in _TEXT:
-        _short(name, getattr(record, name), MAX_TEXT)
-    for name in _LONG_TEXT:
-        _short(name, getattr(record, name), MAX_LONG_TEXT)
+    for name, value in zip(_TEXT, _texts(record), strict=True):
+        if value is not None and len(value) > MAX_TEXT:
+            _short(name, value, MAX_TEXT)
+    for name, value in zip(_LONG_TEXT, _long_texts(record), strict=True):
+        if value is not None and len(value) > MAX_LONG_TEXT:
+            _short(name, value, MAX_LONG_TEXT)
     for reason in record.finish_reasons:
         _short("finish_reasons", reason, MAX_TEXT)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import operator
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 STATUS_SUCCESS = "success"
@@ -68,3 +69,9 @@ class Record:
     input_messages: str | None = None  # payloads, only when the app captured them
     output_messages: str | None = None
     source: str = "llmtally"  # which instrumentation produced it: llmtally, otel-genai, openllmetry, anthropic, openlit
+
+
+FIELDS = tuple(f.name for f in fields(Record))
+# A record as the tuple of its fields, in order (`Record(*values)` makes it again): what worker processes send, as a
+# tuple pickles in a third of the time a dataclass takes.
+as_values: operator.attrgetter[Any] = operator.attrgetter(*FIELDS)

@@ -19,20 +19,19 @@ def value(any_value: Any) -> Any:
 
 
 def attributes(key_values: Iterable[Any]) -> dict[str, Any]:
-    """An OTLP attribute list as a dict (the hot path of normalisation: one oneof look-up per value)."""
+    """An OTLP attribute list as a dict (the hot path of normalisation: one read per string value, a oneof look-up
+    for the others)."""
     out: dict[str, Any] = {}
     for kv in key_values:
         v = kv.value
+        text = v.string_value  # most values are strings: one read instead of the oneof look-up and a read
+        if text:  # PostgreSQL text cannot hold NUL: keep the rest of the value
+            out[kv.key] = text.replace("\x00", "\ufffd") if "\x00" in text else text
+            continue
         kind = v.WhichOneof("value")
         if kind is None:
             continue
-        found = getattr(v, kind)
-        if kind == "string_value":
-            if "\x00" in found:  # PostgreSQL text cannot hold NUL: keep the rest of the value
-                found = found.replace("\x00", "\ufffd")
-            out[kv.key] = found
-        else:
-            out[kv.key] = found if kind not in _NESTED else value(v)
+        out[kv.key] = getattr(v, kind) if kind not in _NESTED else value(v)  # an empty string is read here
     return out
 
 

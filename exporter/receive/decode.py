@@ -36,21 +36,29 @@ class TooLarge(Malformed):
     pass
 
 
-def decode(kind: str, body: bytes, content_type: str, encoding: str, max_bytes: int) -> Message:
-    """The export request of `kind` ("logs", "traces", "metrics") that the body holds."""
+def parse(kind: str, body: bytes) -> Message:
+    """The export request of `kind` ("logs", "traces", "metrics") in a protobuf body; Malformed when it is not one."""
+    message = REQUESTS[kind]()
+    try:
+        message.ParseFromString(body)
+    except DecodeError as error:
+        raise Malformed(f"not a protobuf {type(message).__name__}: {error}") from error
+    return message
+
+
+def decode(kind: str, body: bytes, content_type: str, encoding: str, max_bytes: int) -> Message | bytes:
+    """The export request of `kind` ("logs", "traces", "metrics") that the body holds: a message (JSON), or the
+    protobuf bytes as they are (after gzip), which `parse` reads."""
     encoding = encoding.strip().lower()
     if encoding == "gzip":
         body = _gunzip(body, max_bytes)
     elif encoding not in ("", "identity"):
         raise UnsupportedMediaType(f"unsupported Content-Encoding {encoding!r} (use gzip or none)")
     media = content_type.split(";", 1)[0].strip().lower()
-    message = REQUESTS[kind]()
     if media == PROTOBUF:
-        try:
-            message.ParseFromString(body)
-        except DecodeError as error:
-            raise Malformed(f"not a protobuf {type(message).__name__}: {error}") from error
-    elif media == JSON:
+        return body  # parsed where it is normalised (`parse`), in a worker process when there are some
+    message = REQUESTS[kind]()
+    if media == JSON:
         try:
             data = json.loads(body)
         except ValueError as error:

@@ -1,24 +1,33 @@
-"""OTLP/gRPC: the logs, trace and metrics export services."""
+"""OTLP/gRPC: the logs, trace and metrics export services.
+
+The services take the request's protobuf bytes as they arrive (no deserializer): they are parsed where they are
+normalised, in a worker process when the receiver has workers, so the receiving threads only move bytes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent import futures
-from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb2
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc as logs_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb2
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as metrics_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as trace_grpc
 
 from ..pipeline import Overloaded
+from .decode import Malformed
 from .ingest import Ingest, Outcome, Unavailable
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# kind -> (the gRPC service, its response type)
+SERVICES: dict[str, tuple[str, type[Message]]] = {
+    "logs": ("opentelemetry.proto.collector.logs.v1.LogsService", logs_pb2.ExportLogsServiceResponse),
+    "traces": ("opentelemetry.proto.collector.trace.v1.TraceService", trace_pb2.ExportTraceServiceResponse),
+    "metrics": ("opentelemetry.proto.collector.metrics.v1.MetricsService", metrics_pb2.ExportMetricsServiceResponse),
+}
 
 
 def _peer(context: grpc.ServicerContext) -> str | None:
@@ -40,39 +49,32 @@ def _refuse(context: grpc.ServicerContext, code: grpc.StatusCode, rpc_code: int,
     context.abort(code, message)
 
 
-class _Services(trace_grpc.TraceServiceServicer, logs_grpc.LogsServiceServicer, metrics_grpc.MetricsServiceServicer):
-    def __init__(self, ingest: Ingest, retry_after: float) -> None:
-        self.ingest = ingest
-        self.retry_after = retry_after
+def _reply(kind: str, outcome: Outcome) -> bytes:
+    reply = SERVICES[kind][1]()
+    if outcome.rejected:
+        partial = reply.partial_success  # type: ignore[attr-defined]
+        if kind == "logs":
+            partial.rejected_log_records = outcome.rejected
+        elif kind == "traces":
+            partial.rejected_spans = outcome.rejected
+        partial.error_message = outcome.message
+    return bytes(reply.SerializeToString())
 
-    def _export(self, kind: str, request: Any, context: grpc.ServicerContext) -> Outcome:
+
+def _export(ingest: Ingest, kind: str, retry_after: float) -> Callable[[bytes, grpc.ServicerContext], bytes]:
+    def export(body: bytes, context: grpc.ServicerContext) -> bytes:
         try:
-            return self.ingest.export(kind, request, _peer(context))
+            return _reply(kind, ingest.export(kind, body, _peer(context)))
+        except Malformed as error:
+            ingest.metrics.receiver.refused.labels("malformed").inc()
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         except Overloaded as error:
-            _refuse(
-                context, grpc.StatusCode.RESOURCE_EXHAUSTED, code_pb2.RESOURCE_EXHAUSTED, str(error), self.retry_after
-            )
+            _refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, code_pb2.RESOURCE_EXHAUSTED, str(error), retry_after)
         except Unavailable as error:
-            _refuse(context, grpc.StatusCode.UNAVAILABLE, code_pb2.UNAVAILABLE, str(error), self.retry_after)
+            _refuse(context, grpc.StatusCode.UNAVAILABLE, code_pb2.UNAVAILABLE, str(error), retry_after)
         raise AssertionError("unreachable: abort raises")
 
-    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
-        if isinstance(request, logs_pb2.ExportLogsServiceRequest):
-            outcome = self._export("logs", request, context)
-            reply = logs_pb2.ExportLogsServiceResponse()
-            if outcome.rejected:
-                reply.partial_success.rejected_log_records = outcome.rejected
-                reply.partial_success.error_message = outcome.message
-            return reply
-        if isinstance(request, trace_pb2.ExportTraceServiceRequest):
-            outcome = self._export("traces", request, context)
-            trace_reply = trace_pb2.ExportTraceServiceResponse()
-            if outcome.rejected:
-                trace_reply.partial_success.rejected_spans = outcome.rejected
-                trace_reply.partial_success.error_message = outcome.message
-            return trace_reply
-        self._export("metrics", request, context)
-        return metrics_pb2.ExportMetricsServiceResponse()
+    return export
 
 
 def start_grpc(ingest: Ingest, address: str, *, retry_after: float, workers: int = 8) -> tuple[grpc.Server, int]:
@@ -82,10 +84,14 @@ def start_grpc(ingest: Ingest, address: str, *, retry_after: float, workers: int
         options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
         maximum_concurrent_rpcs=workers * 4,  # past it gRPC itself answers RESOURCE_EXHAUSTED: memory stays bounded
     )
-    services = _Services(ingest, retry_after)
-    trace_grpc.add_TraceServiceServicer_to_server(services, server)  # type: ignore[no-untyped-call]
-    logs_grpc.add_LogsServiceServicer_to_server(services, server)  # type: ignore[no-untyped-call]
-    metrics_grpc.add_MetricsServiceServicer_to_server(services, server)  # type: ignore[no-untyped-call]
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                service, {"Export": grpc.unary_unary_rpc_method_handler(_export(ingest, kind, retry_after))}
+            )
+            for kind, (service, _) in SERVICES.items()
+        ]
+    )
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot listen for OTLP/gRPC on {address}")

@@ -56,6 +56,9 @@ def create_app(
         peer = request.client.host if request.client else None
         try:
             outcome = await run_in_threadpool(ingest.export, kind, message, peer)
+        except decode.Malformed as error:  # protobuf bytes are parsed by ingest
+            metrics.receiver.refused.labels("malformed").inc()
+            return Response(decode.status(code_pb2.INVALID_ARGUMENT, str(error), media), 400, media_type=media)
         except Overloaded as error:
             body = decode.status(code_pb2.RESOURCE_EXHAUSTED, str(error), media)
             return Response(body, 429, media_type=media, headers={"Retry-After": str(int(retry_after))})

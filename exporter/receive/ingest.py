@@ -1,16 +1,18 @@
-"""One export request, whichever transport brought it: normalise, price, queue, and wait until stored."""
+"""One export request, whichever transport brought it: prepare (decode, normalise, price: in a worker process when
+there are workers), queue, and wait until stored."""
 
 from __future__ import annotations
 
 import concurrent.futures
 from dataclasses import dataclass
-from typing import Any
+
+from google.protobuf.message import Message
 
 from ..metrics import Metrics
-from ..normalise import otlp
-from ..normalise.limits import Invalid, check_costs
 from ..pipeline import Closed, Overloaded, Pipeline
 from ..price import Pricer
+from .prepare import prepare
+from .workers import WorkerLost, Workers
 
 
 class Unavailable(Exception):
@@ -26,33 +28,42 @@ class Outcome:
 
 
 class Ingest:
-    def __init__(self, pipeline: Pipeline, pricer: Pricer, metrics: Metrics, ack_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        pricer: Pricer,
+        metrics: Metrics,
+        ack_timeout: float = 30.0,
+        workers: Workers | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.pricer = pricer
         self.metrics = metrics
         self.ack_timeout = ack_timeout
+        self.workers = workers
 
-    def export(self, kind: str, request: Any, peer: str | None = None) -> Outcome:
-        """Handles an Export{Logs,Trace,Metrics}ServiceRequest; returns only once its good records are stored.
+    def export(self, kind: str, request: Message | bytes, peer: str | None = None) -> Outcome:
+        """Handles an Export{Logs,Trace,Metrics}ServiceRequest (or its protobuf bytes); returns only once its good
+        records are stored.
 
         Records with values no record may hold (at normalise, after pricing) or that the store refuses for good are
-        rejected in the outcome; the others are stored. Raises Unavailable (retry) when the store is unavailable.
+        rejected in the outcome; the others are stored. Raises decode.Malformed for bytes that are not a request,
+        Unavailable (retry) when the store is unavailable or a worker process was lost.
         """
         receiver = self.metrics.receiver
+        try:
+            if self.workers is not None and isinstance(request, bytes):
+                found, points = self.workers.prepare(kind, request, peer)
+            else:
+                found, points = prepare(kind, request, peer, self.pricer)
+        except WorkerLost as error:
+            receiver.refused.labels("unavailable").inc()
+            raise Unavailable(str(error)) from error
         if kind == "metrics":
-            receiver.accepted.labels("metric_points").inc(otlp.count_metric_points(request))
+            receiver.accepted.labels("metric_points").inc(points)
             return Outcome()
         signal = "log_records" if kind == "logs" else "spans"
-        found = otlp.from_logs(request, peer) if kind == "logs" else otlp.from_traces(request, peer)
-        priced = []
-        for record in found.records:
-            self.pricer.price(record)
-            try:
-                check_costs(record)
-            except Invalid as error:
-                found.reject(f"record {record.record_id}: {error}")
-                continue
-            priced.append(record)
+        priced = found.records
         try:
             future = self.pipeline.submit(priced)
         except Overloaded:
