@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 _KEY_HEADERS = ("authorization", "x-api-key", "api-key")
 _KEY_IDS: dict[str, str] = {}
-_METRIC_KEYS = (semconv.FEATURE, semconv.DEPARTMENT, semconv.ENVIRONMENT)
 
 
 def key_id(secret: str) -> str:
@@ -70,6 +69,7 @@ class LLMCall:
     """The state of one LLM request while it runs."""
 
     __slots__ = (
+        "_context",
         "_token",
         "attempts",
         "attribution",
@@ -108,7 +108,8 @@ class LLMCall:
         self.attribution = attribution.current()
         name = f"{route.operation} {request.model}" if request.model else route.operation
         self.span = rt.telemetry.tracer.start_span(name, kind=SpanKind.CLIENT, start_time=self.start_ns)
-        self._token: object | None = otel_context.attach(trace.set_span_in_context(self.span))
+        self._context = trace.set_span_in_context(self.span)  # also the audit event's (its trace and span ids)
+        self._token: object | None = otel_context.attach(self._context)
         self.attempts = 0
         self.events: list[tuple[int, dict[str, AttributeValue]]] = []
         self.reader: ResponseReader | None = None
@@ -206,7 +207,7 @@ class LLMCall:
         tel = self.rt.telemetry
         tel.logger.emit(
             timestamp=end_ns,
-            context=trace.set_span_in_context(span),
+            context=self._context,
             severity_number=SeverityNumber.ERROR if semconv.ERROR_TYPE in attrs else SeverityNumber.INFO,
             event_name=semconv.AUDIT_EVENT_NAME,
             attributes=attrs,
@@ -281,7 +282,7 @@ class LLMCall:
         if self.rt.settings.environment:
             attrs[semconv.ENVIRONMENT] = self.rt.settings.environment
         attrs.update(who)
-        for key in _METRIC_KEYS:
+        for key in semconv.METRIC_ONLY_KEYS:
             if key in attrs:
                 metric_attrs[key] = attrs[key]
         self._content_attributes(attrs)
@@ -318,24 +319,7 @@ class LLMCall:
         tel = self.rt.telemetry
         usage = self.reader.usage if self.reader is not None else None
         tel.totals.count(metric_attrs, semconv.ERROR_TYPE in metric_attrs, usage)
-        ctx = otel_context.get_current()  # looked up once rather than by each record
-        tel.duration.record(seconds, metric_attrs, ctx)
         ttft = attrs.get(semconv.RESPONSE_TIME_TO_FIRST_CHUNK)
-        if ttft is not None:
-            tel.time_to_first_token.record(ttft, metric_attrs, ctx)
-        semconv_attrs = {k: v for k, v in metric_attrs.items() if k not in _METRIC_KEYS}
-        semconv_attrs[semconv.SERVER_ADDRESS] = self.host
-        if self.port is not None:
-            semconv_attrs[semconv.SERVER_PORT] = self.port
-        tel.operation_duration.record(seconds, semconv_attrs, ctx)
-        if usage is not None:
-            tel.token_usage.record(usage.input, {**semconv_attrs, semconv.TOKEN_TYPE: "input"}, ctx)
-            tel.token_usage.record(usage.output, {**semconv_attrs, semconv.TOKEN_TYPE: "output"}, ctx)
+        tel.histograms(seconds, ttft, usage, metric_attrs, self.host, self.port, otel_context.get_current())
         if self.ratelimits:
-            for kind, (limit, remaining) in self.ratelimits.items():
-                gauge_attrs = {
-                    semconv.PROVIDER: self.provider,
-                    semconv.REQUEST_MODEL: self.request.model,
-                    semconv.RATELIMIT_KIND: kind,
-                }
-                tel.totals.rate_limit(gauge_attrs, limit, remaining)
+            tel.totals.rate_limits(self.provider, self.request.model, self.ratelimits)

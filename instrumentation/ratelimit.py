@@ -35,13 +35,26 @@ class RateLimits(dict[str, tuple[float | None, float | None]]):
     def span_attributes(self) -> dict[str, AttributeValue]:
         attrs: dict[str, AttributeValue] = {}
         for kind, (limit, remaining) in self.items():
+            limit_name, remaining_name, _ = _names(kind)
             if limit is not None:
-                attrs[f"{semconv.RATELIMIT_PREFIX}{kind}.limit"] = limit
+                attrs[limit_name] = limit
             if remaining is not None:
-                attrs[f"{semconv.RATELIMIT_PREFIX}{kind}.remaining"] = remaining
+                attrs[remaining_name] = remaining
         for kind, reset in self.resets.items():
-            attrs[f"{semconv.RATELIMIT_PREFIX}{kind}.reset"] = reset
+            attrs[_names(kind)[2]] = reset
         return attrs
+
+
+_NAMES: dict[str, tuple[str, str, str]] = {}
+
+
+def _names(kind: str) -> tuple[str, str, str]:
+    """The span attribute names of a rate-limit kind: `.limit`, `.remaining`, `.reset` (built once per kind)."""
+    found = _NAMES.get(kind)
+    if found is None:
+        prefix = semconv.RATELIMIT_PREFIX + kind
+        found = _NAMES[kind] = (prefix + ".limit", prefix + ".remaining", prefix + ".reset")
+    return found
 
 
 def read(headers: Mapping[str, str]) -> RateLimits | None:

@@ -54,9 +54,10 @@ def read_request(body: Mapping[str, Any] | None, *, api: str, url_path: str, kee
     options = body.get("options") if api == "ollama" else None
     source = options if isinstance(options, Mapping) else body
     for key, attr in _PARAMS:
-        value = source.get(key)
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            attrs[attr] = value
+        if key in source:  # most requests set few of them: a membership test is the cheap miss
+            value = source[key]
+            if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+                attrs[attr] = value
     if api == "ollama" and isinstance(options, Mapping) and isinstance(options.get("num_predict"), int):
         attrs[semconv.REQUEST_MAX_TOKENS] = options["num_predict"]
     stop = body.get("stop", body.get("stop_sequences"))

@@ -52,6 +52,7 @@ class ResponseReader:
         "_body",
         "_lines",
         "_markers",
+        "_plain_sse",
         "_sse",
         "api",
         "capture",
@@ -85,6 +86,7 @@ class ResponseReader:
         self._anthropic_usage: dict[str, Any] | None = None
         self._markers = _MARKERS.get(api, _OPENAI_MARKERS)
         self._sse: SSESplitter | None = None
+        self._plain_sse = False  # an OpenAI-style event stream read without content capture
         self._lines: LineSplitter | None = None
         self._body: list[bytes] | None = None
 
@@ -139,6 +141,7 @@ class ResponseReader:
             self._body = []
         elif "text/event-stream" in content_type:
             self._sse = SSESplitter()
+            self._plain_sse = self._markers is _OPENAI_MARKERS and not self.capture
         elif "ndjson" in content_type or (self.api == "ollama" and "json" not in content_type):
             self._lines = LineSplitter()
         else:
@@ -154,6 +157,17 @@ class ResponseReader:
             self.first_chunk_ns = time.time_ns()
         sse = self._sse
         if sse is not None:
+            if (
+                self._plain_sse
+                and chunk.endswith(_PLAIN_OPENAI_TAILS)  # the usual chunk: one content-only event, passed over
+                and not sse.pending
+                and self.response_id is not None
+                and chunk.startswith(b"data:")
+                and chunk.find(b"\n") == len(chunk) - 2  # one event of one line (so no CR line ends either)
+                and chunk.count(b'"finish_reason"') == 1
+                and b'"error"' not in chunk
+            ):
+                return chunk
             block = sse.feed(chunk)
             if block and (self.capture or self.response_id is None or self._marked(block)):
                 kept = [event.raw for event in events(block) if self._event(event)]
@@ -220,11 +234,8 @@ class ResponseReader:
             self.capture
             or self.response_id is None
             or (b'"usage"' in data and (b'"x_groq"' in data or not any(n in data for n in _NULLS)))
-            or (
-                b'"finish_reason"' in data
-                and b'"finish_reason":null' not in data
-                and b'"finish_reason": null' not in data
-            )
+            or b'"finish_reason":"' in data  # a choice finished (another one in the same chunk may not have)
+            or b'"finish_reason": "' in data
             or b'"error"' in data
         ):
             obj = _loads(data)

@@ -57,6 +57,9 @@ RATELIMIT_PREFIX: Final = "llmtally.ratelimit."  # + "<kind>.limit" / "<kind>.re
 RATELIMIT_KIND: Final = "llmtally.ratelimit.kind"
 REQUEST_ID: Final = "llmtally.provider.request_id"
 
+# Metric attributes of llmtally's own instruments that the semconv histograms do not carry.
+METRIC_ONLY_KEYS: Final = (FEATURE, DEPARTMENT, ENVIRONMENT)
+
 AUDIT_EVENT_NAME: Final = "llmtally.completion"
 RETRY_EVENT_NAME: Final = "llmtally.retry"
 INSTRUMENTATION_SCOPE: Final = "llmtally"

@@ -2,22 +2,31 @@
 
 Counters and rate-limit gauges are kept here, per attribute set, and observed by the SDK at collection time
 (observable counters and gauges): one dict update per call instead of nine synchronous `add` calls, each of
-which would clean and hash its attributes on the app's thread. Histograms stay synchronous.
+which would clean and hash its attributes on the app's thread.
+
+Histogram records are deferred the same way: a call queues one entry (its duration, time to first token, usage
+and attributes, and the context for exemplars), and the queue is recorded into the synchronous histograms when
+the SDK collects, from the first observable callback, i.e. on the metric reader's thread (or whoever collects)
+and before the collection reads the histograms. Past `MAX_PENDING` queued calls (a meter provider that never
+collects), calls record their histograms at once again.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from typing import Any
 
 from opentelemetry import _logs, metrics, trace
+from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.util.types import AttributeValue
 
 from . import semconv
+from .safety import quiet
 from .usage import Usage
 
 # name, unit, description; the index of each is its slot in `Totals`.
@@ -36,6 +45,9 @@ _TOKENS = 3  # slots from here on are token counters, reported for attribute set
 _HAS_USAGE = len(COUNTERS)
 
 Key = tuple[tuple[str, AttributeValue], ...]
+# Calls whose histogram records may wait for the next collection (the default export interval is 60 s: up to ~68
+# calls a second are deferred; each entry holds its attributes and context until then).
+MAX_PENDING = 4096
 
 
 def _version() -> str:
@@ -52,6 +64,27 @@ class Totals:
         self._lock = threading.Lock()
         self._counts: dict[Key, list[int]] = {}
         self._gauges: dict[Key, list[float | None]] = {}
+        # Histogram inputs of queued calls: (telemetry, then the arguments of `Telemetry.record_histograms`).
+        self._pending: deque[tuple[Any, ...]] = deque()  # append/popleft are atomic: no lock needed
+
+    def defer(self, entry: tuple[Any, ...]) -> bool:
+        """Queues one call's histogram records for the next collection; False when the queue is full."""
+        pending = self._pending
+        if len(pending) >= MAX_PENDING:
+            return False
+        pending.append(entry)
+        return True
+
+    def flush(self) -> None:
+        """Records every queued call's histograms (run at collection time)."""
+        pending = self._pending
+        while pending:
+            try:
+                entry = pending.popleft()
+            except IndexError:
+                return
+            with quiet():
+                entry[0].record_histograms(*entry[1:])
 
     def count(self, attrs: Mapping[str, AttributeValue], failed: bool, usage: Usage | None) -> None:
         key = tuple(attrs.items())
@@ -70,12 +103,17 @@ class Totals:
                 slots[8] += usage.reasoning
                 slots[_HAS_USAGE] = 1
 
-    def rate_limit(self, attrs: Mapping[str, AttributeValue], limit: float | None, remaining: float | None) -> None:
+    def rate_limits(self, provider: str, model: str, limits: Mapping[str, tuple[float | None, float | None]]) -> None:
+        """The last limit and remaining value of each rate-limit kind, per provider and requested model."""
         with self._lock:
-            self._gauges[tuple(attrs.items())] = [limit, remaining]
+            for kind, (limit, remaining) in limits.items():
+                key = ((semconv.PROVIDER, provider), (semconv.REQUEST_MODEL, model), (semconv.RATELIMIT_KIND, kind))
+                self._gauges[key] = [limit, remaining]
 
     def counter_callback(self, slot: int) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
+            if slot == 0:  # the first callback of every collection: histograms are read after all callbacks
+                self.flush()
             with self._lock:
                 found = [(key, slots[slot]) for key, slots in self._counts.items() if _reported(slots, slot)]
             return [Observation(value, dict(key)) for key, value in found]
@@ -155,3 +193,39 @@ class Telemetry:
             "Number of input and output tokens used",
             explicit_bucket_boundaries_advisory=semconv.TOKEN_BUCKETS,
         )
+
+    def histograms(
+        self,
+        seconds: float,
+        ttft: float | None,
+        usage: Usage | None,
+        attrs: dict[str, AttributeValue],
+        host: str,
+        port: int | None,
+        ctx: Context,
+    ) -> None:
+        """One call's histogram records: queued for the next collection, or recorded now if the queue is full."""
+        if not self.totals.defer((self, seconds, ttft, usage, attrs, host, port, ctx)):
+            self.record_histograms(seconds, ttft, usage, attrs, host, port, ctx)
+
+    def record_histograms(
+        self,
+        seconds: float,
+        ttft: float | None,
+        usage: Usage | None,
+        attrs: dict[str, AttributeValue],
+        host: str,
+        port: int | None,
+        ctx: Context,
+    ) -> None:
+        self.duration.record(seconds, attrs, ctx)
+        if ttft is not None:
+            self.time_to_first_token.record(ttft, attrs, ctx)
+        semconv_attrs = {k: v for k, v in attrs.items() if k not in semconv.METRIC_ONLY_KEYS}
+        semconv_attrs[semconv.SERVER_ADDRESS] = host
+        if port is not None:
+            semconv_attrs[semconv.SERVER_PORT] = port
+        self.operation_duration.record(seconds, semconv_attrs, ctx)
+        if usage is not None:
+            self.token_usage.record(usage.input, {**semconv_attrs, semconv.TOKEN_TYPE: "input"}, ctx)
+            self.token_usage.record(usage.output, {**semconv_attrs, semconv.TOKEN_TYPE: "output"}, ctx)

@@ -24,12 +24,15 @@ class Usage:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return value if type(value) is int and value > 0 else 0  # JSON numbers: exactly int (bool is no int here)
 
 
-def _detail(usage: Mapping[str, Any], name: str, key: str) -> int:
+def _details(usage: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     details = usage.get(name)
-    return _int(details.get(key)) if isinstance(details, Mapping) else 0
+    return details if isinstance(details, Mapping) else _NO_DETAILS
+
+
+_NO_DETAILS: Mapping[str, Any] = {}
 
 
 def from_openai(usage: Mapping[str, Any]) -> Usage:
@@ -38,22 +41,25 @@ def from_openai(usage: Mapping[str, Any]) -> Usage:
     Also reads the OpenAI-compatible variants: DeepSeek's `prompt_cache_hit_tokens` and the
     `cache_write_tokens` / `cache_creation_input_tokens` detail that OpenRouter and others report.
     """
-    prompt = _int(usage.get("prompt_tokens")) or _int(usage.get("input_tokens"))
-    completion = _int(usage.get("completion_tokens")) or _int(usage.get("output_tokens"))
+    get = usage.get
+    prompt = _int(get("prompt_tokens")) or _int(get("input_tokens"))
+    completion = _int(get("completion_tokens")) or _int(get("output_tokens"))
+    prompt_details = _details(usage, "prompt_tokens_details")
+    input_details = _details(usage, "input_tokens_details")
     cached = (
-        _detail(usage, "prompt_tokens_details", "cached_tokens")
-        or _detail(usage, "input_tokens_details", "cached_tokens")
-        or _int(usage.get("prompt_cache_hit_tokens"))
+        _int(prompt_details.get("cached_tokens"))
+        or _int(input_details.get("cached_tokens"))
+        or _int(get("prompt_cache_hit_tokens"))
     )
     cache_write = (
-        _detail(usage, "prompt_tokens_details", "cache_write_tokens")
-        or _detail(usage, "prompt_tokens_details", "cache_creation_input_tokens")
-        or _detail(usage, "input_tokens_details", "cache_write_tokens")
+        _int(prompt_details.get("cache_write_tokens"))
+        or _int(prompt_details.get("cache_creation_input_tokens"))
+        or _int(input_details.get("cache_write_tokens"))
     )
-    reasoning = _detail(usage, "completion_tokens_details", "reasoning_tokens") or _detail(
-        usage, "output_tokens_details", "reasoning_tokens"
+    reasoning = _int(_details(usage, "completion_tokens_details").get("reasoning_tokens")) or _int(
+        _details(usage, "output_tokens_details").get("reasoning_tokens")
     )
-    total = _int(usage.get("total_tokens")) or prompt + completion
+    total = _int(get("total_tokens")) or prompt + completion
     return Usage(prompt, completion, total, cached, cache_write, reasoning)
 
 

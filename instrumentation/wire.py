@@ -16,29 +16,29 @@ class Event(NamedTuple):
 class SSESplitter:
     """Cuts a byte stream at event boundaries; bytes of an unfinished event wait for the next chunk."""
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("pending",)
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self.pending = b""  # the bytes of an unfinished event
 
     def feed(self, chunk: bytes) -> bytes:
         """The complete events received so far and not yet returned, as one block of raw bytes."""
-        buffer = self._buffer + chunk if self._buffer else chunk
+        buffer = self.pending + chunk if self.pending else chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
         if buffer.endswith(b"\n\n"):  # the usual chunk: whole events
-            self._buffer = b""
+            self.pending = b""
             return buffer
         end = buffer.rfind(b"\n\n")
         if end < 0:
-            self._buffer = buffer
+            self.pending = buffer
             return b""
-        self._buffer = buffer[end + 2 :]
+        self.pending = buffer[end + 2 :]
         return buffer[: end + 2]
 
     def flush(self) -> bytes:
         """What is left of a body that ended without a blank line."""
-        rest, self._buffer = self._buffer, b""
+        rest, self.pending = self.pending, b""
         return rest if rest.strip() else b""
 
 

@@ -235,3 +235,60 @@ def test_instrumentation_failures_never_break_the_app(telemetry, provider, monke
     assert client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).id
     assert httpx2.post(f"{provider.openai_base_url}/chat/completions", json={"model": "m", "messages": MESSAGES}).json()
     assert len(telemetry.records()) == 2
+
+
+def test_histograms_are_recorded_once_at_collection_and_when_the_queue_is_full(telemetry, provider, monkeypatch):
+    from llmtally.instrumentation import telemetry as telemetry_mod
+
+    client = openai_client(provider)
+    for _ in range(3):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert telemetry.metric_sum("completion.duration") == 3
+    assert telemetry.metric_sum("completion.duration") == 3  # a second collection records nothing twice
+    monkeypatch.setattr(telemetry_mod, "MAX_PENDING", 1)  # one call queued, the next ones record at once
+    for _ in range(3):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert telemetry.metric_sum("completion.duration") == 6
+    assert telemetry.metric_sum("gen_ai.client.operation.duration") == 6
+    assert telemetry.metric_sum("gen_ai.client.token.usage", {"gen_ai.token.type": "input"}) == 6
+
+
+def _sse_chunk(obj: dict) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+@pytest.mark.parametrize(
+    "chunk, finish, error",
+    [
+        # Two choices in one chunk: the first finished, the last one (whose tail looks like content only) not.
+        (
+            {"id": "c1", "choices": [{"index": 0, "finish_reason": "length"}, {"index": 1, "finish_reason": None}]},
+            ["length"],
+            None,
+        ),
+        ({"id": "c1", "error": {"type": "server_error"}, "choices": [{"index": 0, "finish_reason": None}]}, [], "x"),
+    ],
+    ids=["two-choices", "error"],
+)
+def test_stream_chunks_that_end_like_content_only_chunks_are_still_read(chunk, finish, error):
+    from llmtally.instrumentation.response import ResponseReader
+
+    reader = ResponseReader("openai.chat")
+    reader.start_stream("text/event-stream", 200)
+    first = {"id": "c1", "model": "m", "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": None}]}
+    reader.feed(_sse_chunk(first))
+    plain = _sse_chunk({"id": "c1", "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": None}]})
+    assert plain.endswith(b'"finish_reason":null}]}\n\n')
+    assert reader.feed(plain) == plain
+    data = _sse_chunk(chunk)
+    assert data.endswith(b'"finish_reason":null}]}\n\n')
+    reader.feed(data)
+    assert reader.finish_reasons == finish
+    assert (reader.error_type is not None) == (error is not None)
+    # The same content-only chunk split across two reads, and with CRLF line ends, is read as a whole event.
+    reader.feed(_sse_chunk({"id": "c1", "choices": [{"index": 0, "finish_reason": "stop"}]}).replace(b"\n", b"\r\n"))
+    assert reader.finish_reasons == [*finish, "stop"]
+    last = _sse_chunk({"id": "c1", "choices": [{"index": 0, "finish_reason": "tool_calls"}]})
+    reader.feed(last[:20])
+    reader.feed(last[20:])
+    assert reader.finish_reasons == [*finish, "stop", "tool_calls"]
