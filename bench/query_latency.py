@@ -5,15 +5,18 @@ records in arrival (time) order over 30 days with realistic cardinalities (50 us
 features each out of 20, 25 API keys, 10 models over 5 providers, 2 environments, ~3% errors, ~2% unpriced), writes
 them through `Store.write` in batches of 512 and reports, per backend (SQLite, and PostgreSQL with ``--pg``):
 
-1. write throughput (records/s) and the row counts of the hourly and daily rollups;
+1. write throughput (records/s) and the row counts of every rollup table (each family's hourly and daily);
 2. the API reports over 30 days (`reports.usage` by model, user, day, user+day, by model for one user, and by model
    over an unaligned ~30-day range whose edges are read from the records; `reports.errors`, `reports.insights`);
-3. the request log (`reports.request_log`, 50 per page, newest first): the first page unfiltered, for one user and
-   for errors, page 20 reached through the cursors, and `store.get(id)`;
+3. the request log (`reports.request_log`, 50 per page, newest first): the first page unfiltered, for one user,
+   for errors and for one response model, page 20 reached through the cursors, and `store.get(id)`;
 4. the same 30-day group-bys computed on the raw `completion_records` table, for comparison with the rollups;
 5. CSV exports (`export.stream(store.iter_records(...), "csv")`) of the first N days for each N of ``--export-days``
    (default 3 and 30: ~10% of the rows, then all), each in a fresh process (`bench/export_memory.py`): records/s,
    bytes and peak memory growth.
+
+``--reuse`` times a database an earlier run filled (same ``--rows``) instead of writing it again: opening it applies
+the pending migrations (their time is reported), and no write throughput is measured.
 
 Latencies are the median and minimum of ``--runs`` runs after one warm-up run. Markdown goes to stdout; ``--json``
 also writes the figures as JSON, and ``--report A.json B.json ...`` prints the tables of earlier runs side by side.
@@ -42,6 +45,7 @@ from llmtally.exporter.api import reports
 from llmtally.exporter.api.params import Filters, TimeRange
 from llmtally.exporter.normalise.record import Record
 from llmtally.exporter.store import Store, open_store
+from llmtally.exporter.store.rollup import ROLLUPS
 
 BATCH = 512
 DAYS = 30
@@ -51,6 +55,7 @@ EDGE_NS = 29 * 60 * 10**9 + 13_500_000_000  # 29 min 13.5 s: the unaligned range
 START_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
 END_NS = START_NS + DAYS * DAY_NS
 USER = "user_07"  # the user of the filtered queries (~2% of the records)
+RESPONSE_MODEL = "o3-mini-2025-06-01"  # the response model of the filtered request log (~10% of the records)
 PAGE = 50
 EXPORT_SCRIPT = Path(__file__).with_name("export_memory.py")
 
@@ -216,6 +221,9 @@ def request_log_latencies(store: Store, runs: int) -> dict[str, dict[str, float]
             "first page": lambda: reports.request_log(store, days, everything, PAGE),
             f"first page, user={USER}": lambda: reports.request_log(store, days, Filters({"user": USER}), PAGE),
             "first page, status=error": lambda: reports.request_log(store, days, Filters(status="error"), PAGE),
+            f"first page, response_model={RESPONSE_MODEL}": lambda: reports.request_log(
+                store, days, Filters({"response_model": RESPONSE_MODEL}), PAGE
+            ),
             "page 20 (by cursor)": lambda: reports.request_log(store, days, everything, PAGE, cursor),
             "store.get(id)": lambda: store.get(record_id),
         },
@@ -245,9 +253,10 @@ def raw_latencies(store: Any, runs: int) -> dict[str, dict[str, float]]:
 
 
 def rollup_rows(store: Any) -> dict[str, int]:
+    """Rows of each rollup table, by its name without the `completion_rollup_` prefix."""
     return {
-        table: int(store._query(f"SELECT COUNT(*) FROM completion_rollup_{table}", ())[0][0])
-        for table in ("hourly", "daily")
+        r.table.removeprefix("completion_rollup_"): int(store._query(f"SELECT COUNT(*) FROM {r.table}", ())[0][0])
+        for r in ROLLUPS
     }
 
 
@@ -259,23 +268,38 @@ def export_csv(url: str, days: int) -> dict[str, Any]:
     return {"days": days, **json.loads(done.stdout)}
 
 
-def run(name: str, url: str, rows: int, runs: int, export_days: list[int]) -> dict[str, Any]:
+def run(
+    name: str, url: str, rows: int, runs: int, export_days: list[int], reuse: bool = False, raw: bool = True
+) -> dict[str, Any]:
     def step(text: str) -> None:
         print(f"{name}: {text}", file=sys.stderr, flush=True)
 
-    step(f"writing {rows:,} records to {url.split('@')[-1]}")
+    step(f"opening {url.split('@')[-1]} (applying pending migrations)")
+    started = time.perf_counter()
     store = open_store(url)
+    opened_s = time.perf_counter() - started
     try:
-        if store.count():
-            raise SystemExit(f"{url}: not empty; give an empty database")
-        result: dict[str, Any] = {"backend": name, **load(store, rows)}
+        stored = store.count()
+        result: dict[str, Any] = {"backend": name, "open_s": opened_s}
+        if stored and not reuse:
+            raise SystemExit(f"{url}: not empty; give an empty database (or --reuse to time the records it holds)")
+        if stored:
+            if stored != rows:
+                raise SystemExit(f"{url}: holds {stored:,} records, not --rows {rows:,}")
+            step(f"reusing the {stored:,} records stored (no writes timed)")
+            result["records"] = stored
+        else:
+            step(f"writing {rows:,} records")
+            result.update(load(store, rows))
         result["rollup_rows"] = rollup_rows(store)
         step("reports")
         result["reports"] = report_latencies(store, runs)
         step("request log")
         result["request_log"] = request_log_latencies(store, runs)
-        step("raw group-bys")
-        result["raw"] = raw_latencies(store, runs)
+        result["raw"] = {}
+        if raw:
+            step("raw group-bys")
+            result["raw"] = raw_latencies(store, runs)
         result["exports"] = []
         for days in export_days:
             step(f"CSV export of {days} days")
@@ -296,8 +320,17 @@ def _ms(value: float) -> str:
     return f"{value:.1f}" if value >= 1 else f"{value:.2f}"
 
 
+def _rollup_cell(table: str, result: dict[str, Any]) -> str:
+    rows = result["rollup_rows"].get(table)
+    return "-" if rows is None else f"{rows:,}"
+
+
 def _latency_cell(section: str, name: str) -> Callable[[dict[str, Any]], str]:
-    return lambda r: f"{_ms(r[section][name]['median_ms'])} / {_ms(r[section][name]['min_ms'])}"
+    def cell(r: dict[str, Any]) -> str:
+        figures = r.get(section, {}).get(name)
+        return "-" if figures is None else f"{_ms(figures['median_ms'])} / {_ms(figures['min_ms'])}"
+
+    return cell
 
 
 def _export_cell(days: int, key: str, text: Callable[[Any], str]) -> Callable[[dict[str, Any]], str]:
@@ -316,19 +349,22 @@ def report(results: list[dict[str, Any]]) -> str:
         return [*lines, ""]
 
     def latency_rows(section: str) -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
-        return [(name, _latency_cell(section, name)) for name in results[0][section]]
+        names = dict.fromkeys(name for r in results for name in r.get(section, {}))
+        return [(name, _latency_cell(section, name)) for name in names]
 
+    tables = list(dict.fromkeys(t for r in results for t in r["rollup_rows"]))
     out = table(
         "Writes (batches of 512) and rollup rows",
         [
-            ("records/s", lambda r: f"{r['records_per_s']:,.0f}"),
-            ("hourly rollup rows", lambda r: f"{r['rollup_rows']['hourly']:,}"),
-            ("daily rollup rows", lambda r: f"{r['rollup_rows']['daily']:,}"),
+            ("records/s", lambda r: f"{r['records_per_s']:,.0f}" if "records_per_s" in r else "-"),
+            ("open_store (pending migrations), s", lambda r: f"{r['open_s']:,.1f}" if "open_s" in r else "-"),
+            *((f"{t} rollup rows", functools.partial(_rollup_cell, t)) for t in tables),
         ],
     )
     out += table("API reports, 30 days: median / min ms", latency_rows("reports"))
     out += table("Request log, 50 per page, newest first: median / min ms", latency_rows("request_log"))
-    out += table("Raw table (completion_records), 30 days: median / min ms", latency_rows("raw"))
+    if any(r.get("raw") for r in results):
+        out += table("Raw table (completion_records), 30 days: median / min ms", latency_rows("raw"))
     for days in sorted({e["days"] for result in results for e in result["exports"]}):
         figure = functools.partial(_export_cell, days)
         out += table(
@@ -358,6 +394,13 @@ def main(argv: list[str] | None = None) -> None:
         default=f"3,{DAYS}",
         help="CSV exports to time, each of the first N days (default: %(default)s; '' for none)",
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="time the records a non-empty --sqlite file or --pg database already holds (written by an earlier run "
+        "with the same --rows) instead of writing them; opening it applies pending migrations",
+    )
+    parser.add_argument("--no-raw", action="store_true", help="skip the group-bys on the raw table (slow at 10M)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     parser.add_argument("--report", type=Path, nargs="+", metavar="JSON", help="only print the tables of these runs")
     args = parser.parse_args(argv)
@@ -378,9 +421,19 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_sqlite:
         with tempfile.TemporaryDirectory(prefix="llmtally-bench-") as tmp:
             path = args.sqlite or os.path.join(tmp, "audit.db")
-            done(run("SQLite", f"sqlite:///{os.path.abspath(path)}", args.rows, args.runs, export_days))
+            done(
+                run(
+                    "SQLite",
+                    f"sqlite:///{os.path.abspath(path)}",
+                    args.rows,
+                    args.runs,
+                    export_days,
+                    args.reuse,
+                    not args.no_raw,
+                )
+            )
     if args.pg:
-        done(run("PostgreSQL", args.pg, args.rows, args.runs, export_days))
+        done(run("PostgreSQL", args.pg, args.rows, args.runs, export_days, args.reuse, not args.no_raw))
     if results:
         print(report(results), end="")
 

@@ -197,12 +197,18 @@ def run(store: str, records: int, senders: int, workers: int | None = None) -> d
             for line in metrics.splitlines()
             if line.startswith("llmtally_receiver_records_stored_total")
         )
+        groups = next(
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith("llmtally_receiver_write_latency_seconds_count")
+        )
         new = stored - len(warm) * BATCH
         return {
             "records": float(records),
             "stored": new,
             "seconds": elapsed,
             "records_per_second": new / elapsed,
+            "records_per_transaction": stored / groups if groups else 0.0,
             "receiver_cpu_us_per_record": (cpu_after[0] - cpu_before[0]) / new * 1e6,
             "workers_cpu_us_per_record": (cpu_after[1] - cpu_before[1]) / new * 1e6,
             "rss_first_mib": memory[0] if memory else 0.0,
@@ -289,10 +295,11 @@ def main() -> None:
         if args.pg:
             targets.append(("postgresql", args.pg))
         print(
-            "| store | workers | records | seconds | records/s | CPU per record: receiver / workers (µs) "
+            "| store | workers | records | seconds | records/s | records per transaction "
+            "| CPU per record: receiver / workers (µs) "
             "| receiver RSS first / median / max / last (MiB) |"
         )
-        print("| --- | ---: | ---: | ---: | ---: | --- | --- |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |")
         for name, store in targets:
             for workers in args.workers or [None]:
                 if name == "sqlite":
@@ -304,6 +311,7 @@ def main() -> None:
                 shown = "default" if workers is None else workers
                 print(
                     f"| {name} | {shown} | {r['stored']:.0f} | {r['seconds']:.1f} | {r['records_per_second']:,.0f} "
+                    f"| {r['records_per_transaction']:,.0f} "
                     f"| {cpu} | {rss} |"
                 )
 

@@ -213,7 +213,7 @@ def test_schema_has_the_tables_and_indexes(store: Store):
     store.write([make(1, start_ns=T0 + 1_500_000_000)])
     (value,) = store._query("SELECT start_time FROM completion_records", ())[0]  # type: ignore[attr-defined]
     assert str(value).replace(" ", "T").startswith("2026-01-01T00:00:01.5")  # human-readable start, derived
-    assert store.schema_versions() == [m.version for m in schema.MIGRATIONS] == [1, 2, 3]  # type: ignore[attr-defined]
+    assert store.schema_versions() == [m.version for m in schema.MIGRATIONS] == [1, 2, 3, 4]  # type: ignore[attr-defined]
 
 
 def test_records_between_is_a_half_open_range_in_time_order(store: Store):
@@ -343,18 +343,18 @@ def test_migrations_are_applied_once(store_url: str, monkeypatch):
         assert errors == []
         stores.append(open_store(store_url))  # and once more later
         for s in stores:
-            assert s.schema_versions() == [1, 2, 3]  # type: ignore[attr-defined]
-        assert stores[0]._query("SELECT COUNT(*) FROM schema_migrations", ())[0][0] == 3  # type: ignore[attr-defined]
+            assert s.schema_versions() == [1, 2, 3, 4]  # type: ignore[attr-defined]
+        assert stores[0]._query("SELECT COUNT(*) FROM schema_migrations", ())[0][0] == 4  # type: ignore[attr-defined]
 
         extra = schema.Migration(
-            4,
+            5,
             "test table",
             {d: ("CREATE TABLE IF NOT EXISTS migration_test (x INTEGER)",) for d in ("sqlite", "postgresql")},
         )
         monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, extra))
         stores.append(open_store(store_url))
         stores.append(open_store(store_url))
-        assert stores[-1].schema_versions() == [1, 2, 3, 4]  # type: ignore[attr-defined]
+        assert stores[-1].schema_versions() == [1, 2, 3, 4, 5]  # type: ignore[attr-defined]
         assert stores[-1]._query("SELECT COUNT(*) FROM migration_test", ())[0][0] == 0  # type: ignore[attr-defined]
     finally:
         for s in stores:

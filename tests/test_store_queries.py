@@ -82,11 +82,11 @@ def assert_usage(
 
 
 def rollup_rows(store: SQLStore, table: rollup.Rollup, start: int, end: int) -> dict[tuple[Any, ...], Sums]:
-    """The stored rows of one rollup table with buckets in [start, end), by (bucket, *DIMENSIONS)."""
+    """The stored rows of one rollup table with buckets in [start, end), by its key (bucket, *dimensions)."""
     p = store.placeholder
-    columns = ", ".join((table.bucket, *DIMENSIONS, *INT_SUMS, *FLOAT_SUMS))
+    columns = ", ".join((*table.key, *INT_SUMS, *FLOAT_SUMS))
     sql = f"SELECT {columns} FROM {table.table} WHERE {table.bucket} >= {p} AND {table.bucket} < {p}"
-    n = 1 + len(DIMENSIONS)
+    n = len(table.key)
     return {
         tuple(row[:n]): dict(zip((*INT_SUMS, *FLOAT_SUMS), row[n:], strict=True))
         for row in store._query(sql, (start, end))
@@ -94,9 +94,11 @@ def rollup_rows(store: SQLStore, table: rollup.Rollup, start: int, end: int) -> 
 
 
 def assert_rollups(store: SQLStore, records: Sequence[Record], start: int, end: int) -> None:
-    """Both rollup tables hold, for the buckets in [start, end) (day-aligned), exactly the records' sums."""
-    for table, bucket in ((rollup.HOURLY, "hour"), (rollup.DAILY, "day")):
-        want = sums_by(matching(records, start, end), [bucket, *DIMENSIONS])
+    """Every rollup table (each family's hourly and daily) holds, for the buckets in [start, end) (day-aligned),
+    exactly the records' sums by its key."""
+    for table in rollup.ROLLUPS:
+        bucket = "hour" if table.width_ns == HOUR else "day"
+        want = sums_by(matching(records, start, end), [bucket, *table.dimensions])
         assert_same_sums(rollup_rows(store, table, start, end), want, table.table)
 
 
@@ -187,13 +189,18 @@ def test_usage_rejects_unknown_filters(store: SQLStore):
         store.usage([], T0, T0 + DAY, {"service": "x"})  # a record column, not a rollup dimension
 
 
-def test_the_daily_rollup_answers_for_whole_days(store: SQLStore):
+# A grouping that each family answers (the planner's choice is checked in test_rollups.py).
+FAMILY_GROUPS = {rollup.MODEL: [], rollup.USER: ["user_id"], rollup.FULL: ["user_id", "provider"]}
+
+
+@pytest.mark.parametrize("family", list(FAMILY_GROUPS), ids=lambda f: f.name)
+def test_the_daily_rollup_answers_for_whole_days(store: SQLStore, family: rollup.Family):
     """The daily table holds each day's sums; usage() reads whole days from it, whole hours from the hourly table
     and the minutes at the ends from the records (shown by changing one stored rollup row at a time)."""
     records = spread(600, 0, T0, 4 * DAY, seed=8)
     store.write(records)
     assert_rollups(store, records, T0, T0 + 4 * DAY)
-    daily = rollup_rows(store, rollup.DAILY, T0 - DAY, T0 + 10 * DAY)
+    daily = rollup_rows(store, family.daily, T0 - DAY, T0 + 10 * DAY)
     for day in range(T0, T0 + 4 * DAY, DAY):
         of_day = matching(records, day, day + DAY)
         assert sum(s["requests"] for k, s in daily.items() if k[0] == day) == len(of_day)
@@ -202,19 +209,20 @@ def test_the_daily_rollup_answers_for_whole_days(store: SQLStore):
         )
 
     # Add to one stored row of each rollup table: where usage() changes shows which table it read.
+    groups = FAMILY_GROUPS[family]
     start, end = D1 + 5 * MINUTE, T0 + 4 * DAY - 3 * MINUTE  # whole day D1 + DAY, with hours and minutes around
-    add_to_rollup(store, rollup.DAILY, D1 + DAY, 1_000_000)
-    assert requests(store, [], start, end) == len(matching(records, start, end)) + 1_000_000
-    assert requests(store, ["hour"], start, end) == len(matching(records, start, end))  # hourly rows only
-    assert requests(store, [], D1 + DAY + 1, D1 + 2 * DAY) == len(matching(records, D1 + DAY + 1, D1 + 2 * DAY))
+    add_to_rollup(store, family.daily, D1 + DAY, 1_000_000)
+    assert requests(store, groups, start, end) == len(matching(records, start, end)) + 1_000_000
+    assert requests(store, [*groups, "hour"], start, end) == len(matching(records, start, end))  # hourly rows only
+    assert requests(store, groups, D1 + DAY + 1, D1 + 2 * DAY) == len(matching(records, D1 + DAY + 1, D1 + 2 * DAY))
 
     hour = D1 + 5 * HOUR
-    add_to_rollup(store, rollup.HOURLY, hour, 1000)
-    assert requests(store, [], hour - 10 * MINUTE, hour + 2 * HOUR) == 1000 + len(
+    add_to_rollup(store, family.hourly, hour, 1000)
+    assert requests(store, groups, hour - 10 * MINUTE, hour + 2 * HOUR) == 1000 + len(
         matching(records, hour - 10 * MINUTE, hour + 2 * HOUR)
     )
-    assert requests(store, [], hour + 1, hour + HOUR - 1) == len(matching(records, hour + 1, hour + HOUR - 1))
-    assert requests(store, [], D1, D1 + DAY) == len(matching(records, D1, D1 + DAY))
+    assert requests(store, groups, hour + 1, hour + HOUR - 1) == len(matching(records, hour + 1, hour + HOUR - 1))
+    assert requests(store, groups, D1, D1 + DAY) == len(matching(records, D1, D1 + DAY))
 
 
 def add_to_rollup(store: SQLStore, table: rollup.Rollup, bucket: int, amount: int) -> None:
@@ -222,9 +230,9 @@ def add_to_rollup(store: SQLStore, table: rollup.Rollup, bucket: int, amount: in
     p = store.placeholder
     with store._transaction() as tx:
         (key,) = tx.rows(
-            f"SELECT {', '.join(DIMENSIONS)} FROM {table.table} WHERE {table.bucket} = {p} LIMIT 1", (bucket,)
+            f"SELECT {', '.join(table.dimensions)} FROM {table.table} WHERE {table.bucket} = {p} LIMIT 1", (bucket,)
         )
-        match = " AND ".join(f"{d} = {p}" for d in DIMENSIONS)
+        match = " AND ".join(f"{d} = {p}" for d in table.dimensions)
         sql = f"UPDATE {table.table} SET requests = requests + {p} WHERE {table.bucket} = {p} AND {match}"
         assert tx.run(sql, (amount, bucket, *key)) == 1
 
@@ -255,7 +263,7 @@ def write_before_v3(store: SQLStore, records: list[Record], rollups: Sequence[ro
     with store._transaction() as tx:
         tx.many(f"INSERT INTO completion_records ({', '.join(columns)}) VALUES ({', '.join([p] * len(columns))})", rows)
         for r in rollups:
-            sums = hourly if r is rollup.HOURLY else rollup.coarsen(hourly, r.width_ns)
+            sums = rollup.rows_for(r, hourly)
             names = [r.bucket, *(d for d in rollup.DIMENSIONS if d != "service_tier"), *rollup.SUMS]
             tx.many(
                 f"INSERT INTO {r.table} ({', '.join(names)}) VALUES ({', '.join([p] * len(names))})",
@@ -278,7 +286,7 @@ def test_migration_backfills_the_daily_rollup(store_url: str, monkeypatch: pytes
 
     with open_store(store_url) as store:
         assert isinstance(store, SQLStore)
-        assert store.schema_versions() == [1, 2, 3]
+        assert store.schema_versions() == [1, 2, 3, 4]
         assert_rollups(store, old, T0, T0 + 4 * DAY)
         for group_by in ([], ["day"], ["user_id", "day"], ["request_model"]):
             assert_usage(store, old, group_by, T0, T0 + 4 * DAY)
@@ -305,12 +313,12 @@ def test_migration_adds_the_service_tier_to_records_and_rollups(store_url: str, 
         m.setattr(postgres, "_STAGING", ())  # the staging tables of the current code do not fit schema 2
         with open_store(store_url) as v2:
             assert isinstance(v2, SQLStore)
-            write_before_v3(v2, old, rollup.ROLLUPS)
+            write_before_v3(v2, old, (rollup.HOURLY, rollup.DAILY))
             assert v2.schema_versions() == [1, 2]
 
     with open_store(store_url) as store:
         assert isinstance(store, SQLStore)
-        assert store.schema_versions() == [1, 2, 3]
+        assert store.schema_versions() == [1, 2, 3, 4]
         assert store.get(old[0].record_id) == old[0]
         assert_rollups(store, old, T0, T0 + 4 * DAY)
         for group_by in ([], ["day"], ["service_tier", "day"], [*DIMENSIONS, "hour"]):
@@ -577,8 +585,8 @@ def test_delete_between_removes_whole_days(store: SQLStore):
     assert store.count_matching(Selection(D1, D1 + 2 * DAY)) == 0
     assert all(store.get(r.record_id) is None for r in gone)
     assert all(store.get(r.record_id) == r for r in kept)
-    assert rollup_rows(store, rollup.HOURLY, D1, D1 + 2 * DAY) == {}
-    assert rollup_rows(store, rollup.DAILY, D1, D1 + 2 * DAY) == {}
+    for table in rollup.ROLLUPS:
+        assert rollup_rows(store, table, D1, D1 + 2 * DAY) == {}, table.table
     assert_rollups(store, kept, T0 - DAY, T0 + 6 * DAY)
     for bounds, rows in usage_before.items():
         assert store.usage(["user_id", "hour"], *bounds) == rows

@@ -172,15 +172,38 @@ def _ranked(rows: Sequence[UsageRow], column: str, figure: str = "customer_cost_
     return sorted(rows, key=lambda row: (-int(row[figure]), str(row[column])))
 
 
+def _fold(rows: Sequence[UsageRow], columns: Sequence[str], keep: Mapping[str, str] | None = None) -> list[UsageRow]:
+    """`rows` summed by `columns` (a coarser grouping of the same query), of the rows whose values match `keep`."""
+    acc: dict[tuple[Any, ...], UsageRow] = {}
+    for row in rows:
+        if keep and any(row[k] != v for k, v in keep.items()):
+            continue
+        key = tuple(row[c] for c in columns)
+        total = acc.get(key)
+        if total is None:
+            total = acc[key] = {**dict(zip(columns, key, strict=True)), **_ZERO}
+        for name in _ZERO:
+            total[name] += row[name]  # type: ignore[operator]
+    return list(acc.values())
+
+
+_ERROR_GROUPS = ["provider", "request_model", "status", "error_type"]
+
+
 def errors(store: Store, span: TimeRange, filters: Filters) -> dict[str, Any]:
-    """Total errors and error rate, and errors by type, by model and by provider."""
+    """Total errors and error rate, and errors by type, by model and by provider: one usage query (by provider,
+    model, status and type), folded here."""
     where = filters.columns()
-    total = _sum_rows(store.usage([], span.start_ns, span.end_ns, where))
-    failed = {**where, "status": "error"}
-    by_type = store.usage(["error_type"], span.start_ns, span.end_ns, failed)
+    rows = store.usage(_ERROR_GROUPS, span.start_ns, span.end_ns, where)
+    total = _sum_rows(rows)
+    failed = {"status": "error"}
+    if where.get("status", "error") == "error":
+        by_type = _fold(rows, ["error_type"], failed)
+    else:  # only successes asked for: the types come from the errors all the same
+        by_type = store.usage(["error_type"], span.start_ns, span.end_ns, {**where, **failed})
 
     def breakdown(column: str) -> list[dict[str, Any]]:
-        rows = [row for row in store.usage([column], span.start_ns, span.end_ns, where) if int(row["errors"])]
+        shown = [row for row in _fold(rows, [column]) if int(row["errors"])]
         return [
             {
                 _PUBLIC[column]: row[column],
@@ -188,7 +211,7 @@ def errors(store: Store, span: TimeRange, filters: Filters) -> dict[str, Any]:
                 "requests": int(row["requests"]),
                 "error_rate": _rate(int(row["errors"]), int(row["requests"])),
             }
-            for row in _ranked(rows, column, "errors")
+            for row in _ranked(shown, column, "errors")
         ]
 
     return {
@@ -206,24 +229,30 @@ def errors(store: Store, span: TimeRange, filters: Filters) -> dict[str, Any]:
     }
 
 
-def _drivers(store: Store, span: TimeRange, where: Mapping[str, str], column: str, top: int) -> list[dict[str, Any]]:
-    rows = _ranked(store.usage([column], span.start_ns, span.end_ns, where), column)[:top]
+def _drivers(rows: Sequence[UsageRow], column: str, top: int) -> list[dict[str, Any]]:
     return [
         {
             _PUBLIC[column]: row[column],
             "cost_usd": usd(int(row["customer_cost_nusd"])),
             "requests": int(row["requests"]),
         }
-        for row in rows
+        for row in _ranked(_fold(rows, [column]), column)[:top]
         if int(row["requests"])
     ]
 
 
+# The cost drivers, each read with the others of its rollup family in one query.
+_DRIVER_GROUPS = (["request_model"], ["user_id", "feature", "api_key"])
+
+
 def insights(store: Store, span: TimeRange, filters: Filters, top: int = 5) -> dict[str, Any]:
     """Cost by operation, the trend against the previous period of the same length, the top cost drivers (models,
-    users, features, API keys) and the spend projected over 30 days at the period's daily rate."""
+    users, features, API keys) and the spend projected over 30 days at the period's daily rate. Three usage
+    queries: by operation and model, by user, feature and API key, and the previous period's total."""
     where = filters.columns()
-    by_operation = store.usage(["operation"], span.start_ns, span.end_ns, where)
+    by_model = store.usage(["operation", *_DRIVER_GROUPS[0]], span.start_ns, span.end_ns, where)
+    by_user = store.usage(_DRIVER_GROUPS[1], span.start_ns, span.end_ns, where)
+    by_operation = _fold(by_model, ["operation"])
     current = _sum_rows(by_operation)
     before = span.previous()
     previous = _sum_rows(store.usage([], before.start_ns, before.end_ns, where))
@@ -238,6 +267,7 @@ def insights(store: Store, span: TimeRange, filters: Filters, top: int = 5) -> d
         )
     if int(current["requests"]) and int(current["errors"]) / int(current["requests"]) > 0.05:
         recommendations.append("more than 5% of requests failed: see `llmtally errors` for the types and models")
+    sources = {"request_model": by_model, "user_id": by_user, "feature": by_user, "api_key": by_user}
     return {
         "range": span.as_json(),
         "filters": filters.as_json(),
@@ -255,7 +285,8 @@ def insights(store: Store, span: TimeRange, filters: Filters, top: int = 5) -> d
             "previous_cost_usd": usd(previous_cost),
         },
         "top_cost_drivers": {
-            name: _drivers(store, span, where, FILTERS[name], top) for name in ("model", "user", "feature", "api_key")
+            name: _drivers(sources[FILTERS[name]], FILTERS[name], top)
+            for name in ("model", "user", "feature", "api_key")
         },
         "projected_30d_cost_usd": round(cost / 1e9 / days * 30, 9) if days else 0.0,
         "recommendations": recommendations,

@@ -17,7 +17,6 @@ from ..normalise.otlp import Normalised
 from ..price import Pricer
 from .decode import parse
 
-
 # Records hold no reference cycles, yet every few hundred of their allocations start a cyclic garbage collection that
 # walks the young objects, and every tenth of those walks more: a third of the receiving process's CPU at full load.
 GC_THRESHOLDS = (50_000, 20, 100)

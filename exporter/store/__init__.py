@@ -1,4 +1,4 @@
-"""The audit store: every record once (idempotent by record_id), plus hourly rollups kept in the same transaction.
+"""The audit store: every record once (idempotent by record_id), plus rollups kept in the same transaction.
 
 `open_store(url)` opens (and migrates) SQLite or PostgreSQL behind one `Store` interface:
 
@@ -14,8 +14,9 @@ from typing import Protocol, Self
 
 from ..normalise.record import Record
 from .errors import RecordRejected, StoreError, StoreFull, StoreUnavailable
-from .rollup import GROUPS, UsageRow
+from .rollup import UsageRow
 from .select import BadCursor, Cursor, Selection
+from .usage import GROUPS
 
 __all__ = [
     "GROUPS",
@@ -57,7 +58,8 @@ class Store(Protocol):
     ) -> list[UsageRow]:
         """Sums over the records starting in [start_ns, end_ns) that match `filters` (rollup dimension -> value,
         '' for none), one dict per group: the `group_by` values (names from `GROUPS`; "hour"/"day" as bucket start
-        ns, UTC) then the sums. No group_by: one row of totals. Read from the rollups (exact for any bounds).
+        ns, UTC) then the sums. No group_by: one row of totals. Read from the narrowest rollup family that holds the
+        groups and filters (exact for any bounds).
         Raises ValueError for other names."""
         ...
 

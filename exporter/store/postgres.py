@@ -47,7 +47,7 @@ def store_error(e: psycopg.Error) -> StoreError:
 
 _STAGING = (  # per-connection tables that COPY fills, emptied at each commit
     f"CREATE TEMP TABLE incoming_records ON COMMIT DELETE ROWS AS SELECT {COLUMN_LIST} FROM {RECORDS} WITH NO DATA",
-    *(f"CREATE TEMP TABLE incoming_{r.table} (LIKE {r.table}) ON COMMIT DELETE ROWS" for r in rollup.ROLLUPS),
+    f"CREATE TEMP TABLE incoming_rollup (LIKE {rollup.HOURLY.table}) ON COMMIT DELETE ROWS",
 )
 _COPY_RECORDS = f"COPY incoming_records ({COLUMN_LIST}) FROM STDIN"
 # In record_id order, so that concurrent writers lock ids in one order (no deadlocks); a conflicting id that another
@@ -56,14 +56,11 @@ _INSERT_NEW = (
     f"INSERT INTO {RECORDS} ({COLUMN_LIST}) SELECT {COLUMN_LIST} FROM incoming_records ORDER BY record_id "
     "ON CONFLICT (record_id) DO NOTHING RETURNING record_id"
 )
-# Per rollup: COPY one row per key (aggregated in Python), then add them to the stored sums in key order, for the
-# same reason.
-_ROLLUP_WRITES = tuple(
-    (
-        r,
-        f"COPY incoming_{r.table} ({', '.join((r.bucket, *rollup.DIMENSIONS, *rollup.SUMS))}) FROM STDIN",
-        rollup.upsert_sql(r, "%s", source=f"incoming_{r.table}"),
-    )
+# COPY one full hourly row per key (aggregated in Python); then, in one round trip, add them to each rollup table
+# (summed in SQL into the table's buckets and key) in key order, for the same reason.
+_COPY_ROLLUP = f"COPY incoming_rollup ({', '.join((*rollup.KEY, *rollup.SUMS))}) FROM STDIN"
+_UPSERT_ROLLUPS = "; ".join(
+    rollup.upsert_sql(r, "%s", source=f"({rollup.derived_sql(r, 'incoming_rollup')}) AS incoming")
     for r in rollup.ROLLUPS
 )
 _LOCK_ROLLUPS = f"LOCK TABLE {', '.join(r.table for r in rollup.ROLLUPS)} IN EXCLUSIVE MODE"
@@ -155,13 +152,10 @@ class PostgresStore(SQLStore):
                     stored = {v for (v,) in cur.execute(_INSERT_NEW).fetchall()}
                     fresh = [r for r in unique if r.record_id in stored]
                     if fresh:
-                        hourly = rollup.aggregate(fresh)
-                        for table, copy_sql, upsert in _ROLLUP_WRITES:
-                            with cur.copy(copy_sql) as copy:
-                                rows = hourly if table is rollup.HOURLY else rollup.coarsen(hourly, table.width_ns)
-                                for row in rows:
-                                    copy.write_row(row)
-                            cur.execute(upsert)
+                        with cur.copy(_COPY_ROLLUP) as copy:
+                            for row in rollup.aggregate(fresh):
+                                copy.write_row(row)
+                        cur.execute(_UPSERT_ROLLUPS)
             except psycopg.Error as e:  # rolled back; a broken connection is replaced by the next get()
                 raise store_error(e) from e
             except VALUE_ERRORS as e:  # psycopg cannot send a value (text it cannot encode): rolled back

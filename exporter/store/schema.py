@@ -220,6 +220,58 @@ def _v3(dialect: Dialect) -> tuple[str, ...]:
     )
 
 
+# Migration 4: narrow rollup families, an hourly and a daily table each, backfilled from the full hourly rollup. A
+# report that groups and filters by a family's dimensions only reads its rows: a few per model (or user) and bucket
+# instead of one per full key. Names are written out here, not taken from rollup.py, so this migration never changes.
+_V4_FAMILIES = {
+    "model": "provider, operation, request_model, response_model, status, error_type, environment, service_tier",
+    "user": "user_id, api_key, feature, department, environment",
+}
+_V4_ROLLUP = """CREATE TABLE IF NOT EXISTS {table} (
+    {bucket} BIGINT NOT NULL,
+{dimensions}    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    total_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    cache_write_tokens BIGINT NOT NULL,
+    reasoning_tokens BIGINT NOT NULL,
+    provider_cost_nusd BIGINT NOT NULL,
+    customer_cost_nusd BIGINT NOT NULL,
+    unpriced_requests BIGINT NOT NULL,
+    duration_s_sum DOUBLE PRECISION NOT NULL,
+    ttft_s_sum DOUBLE PRECISION NOT NULL,
+    ttft_count BIGINT NOT NULL,
+    PRIMARY KEY ({bucket}, {key})
+){suffix}"""
+_V4_SUMS_OF = ", ".join(f"SUM({c.strip()})" for c in _V2_SUMS.split(","))
+
+
+def _v4_family(dialect: Dialect, name: str, key: str) -> tuple[str, ...]:
+    dimensions = "".join(f"    {d.strip()} TEXT NOT NULL,\n" for d in key.split(","))
+    suffix = _ROLLUP_SUFFIX[dialect]
+    hourly, daily = f"completion_rollup_{name}_hourly", f"completion_rollup_{name}_daily"
+    return (
+        _V4_ROLLUP.format(table=hourly, bucket="hour_start_ns", dimensions=dimensions, key=key, suffix=suffix),
+        _V4_ROLLUP.format(table=daily, bucket="day_start_ns", dimensions=dimensions, key=key, suffix=suffix),
+        f"INSERT INTO {hourly} (hour_start_ns, {key}, {_V2_SUMS}) SELECT hour_start_ns, {key}, {_V4_SUMS_OF} "
+        f"FROM completion_rollup_hourly GROUP BY hour_start_ns, {key}",
+        f"INSERT INTO {daily} (day_start_ns, {key}, {_V2_SUMS}) "
+        f"SELECT hour_start_ns / 86400000000000 * 86400000000000, {key}, {_V4_SUMS_OF} "
+        f"FROM {hourly} GROUP BY 1, {key}",
+    )
+
+
+# Paying for the narrow rollups' upserts: the request log's response-model filter walks the time index instead (the
+# response model follows the requested one, whose index stays); dropping it wins back ~8% of write throughput.
+_V4_DROPPED = "DROP INDEX IF EXISTS completion_records_response_model_time"
+
+
+def _v4(dialect: Dialect) -> tuple[str, ...]:
+    return (*(s for name, key in _V4_FAMILIES.items() for s in _v4_family(dialect, name, key)), _V4_DROPPED)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "completion_records and completion_rollup_hourly", {"sqlite": _v1("sqlite"), "postgresql": _v1("postgresql")}
@@ -233,6 +285,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         3,
         "service_tier on records and in the rollup key (rollups rebuilt)",
         {"sqlite": _v3("sqlite"), "postgresql": _v3("postgresql")},
+    ),
+    Migration(
+        4,
+        "narrow rollups by model and by user, hourly and daily (backfilled); no response-model index",
+        {"sqlite": _v4("sqlite"), "postgresql": _v4("postgresql")},
     ),
 )
 

@@ -14,6 +14,7 @@ from . import rollup
 from .columns import COLUMN_LIST, row_to_record, to_json
 from .errors import StoreError
 from .select import Cursor, Selection
+from .usage import usage_sql
 
 RECORDS = rollup.RECORDS
 _COST_UPDATE_COLUMNS = ("provider_cost_nusd", "customer_cost_nusd", "price_source", "priced", "events")
@@ -112,7 +113,7 @@ class SQLStore(ABC):
     def usage(
         self, group_by: Sequence[str], start_ns: int, end_ns: int, filters: Mapping[str, str] | None = None
     ) -> list[rollup.UsageRow]:
-        sql, params, names = rollup.usage_sql(group_by, start_ns, end_ns, filters or {}, self.placeholder)
+        sql, params, names = usage_sql(group_by, start_ns, end_ns, filters or {}, self.placeholder)
         return [dict(zip(names, row, strict=True)) for row in self._query(sql, params)]
 
     def page(

@@ -119,7 +119,7 @@ class SQLiteStore(SQLStore):
                 raise StoreUnavailable(f"cannot create the directory of {path}: {e}") from e
         self._insert = f"INSERT INTO {RECORDS} ({COLUMN_LIST}) VALUES ({', '.join(['?'] * len(COLUMNS))})"
         # SQLite's integer + overflows into a float: the upsert turns that into NULL, which NOT NULL refuses.
-        self._upserts = [(r, rollup.upsert_sql(r, self.placeholder, checked=True)) for r in rollup.ROLLUPS]
+        self._upserts = {r.table: rollup.upsert_sql(r, self.placeholder, checked=True) for r in rollup.ROLLUPS}
         self._write_lock = threading.Lock()
         # An in-memory database exists only on its one connection: reads share it (and its lock).
         self._read_lock = self._write_lock if memory else threading.Lock()
@@ -189,8 +189,8 @@ class SQLiteStore(SQLStore):
                 if fresh:
                     tx.many(self._insert, [record_to_row(r) for r in fresh])
                     hourly = rollup.aggregate(fresh)
-                    for r, upsert in self._upserts:
-                        tx.many(upsert, hourly if r is rollup.HOURLY else rollup.coarsen(hourly, r.width_ns))
+                    for r, rows in rollup.write_rows(hourly):
+                        tx.many(self._upserts[r.table], rows)
         except VALUE_ERRORS as e:  # sqlite3 cannot bind it (an int past 64 bits, a lone surrogate): rolled back
             raise RecordRejected(f"SQLite cannot store a value of the record: {e}") from e
         return fresh
