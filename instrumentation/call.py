@@ -246,6 +246,9 @@ class LLMCall:
         tier = service_tier(reader.service_tier if reader is not None else None, request)
         if tier:
             attrs[semconv.SERVICE_TIER] = tier
+        speed = (reader.speed if reader is not None else None) or request.attributes.get(semconv.REQUEST_SPEED)
+        if speed:
+            attrs[semconv.SPEED] = speed
         usage = reader.usage if reader is not None else None
         if usage is not None:
             attrs[semconv.USAGE_INPUT_TOKENS] = usage.input
@@ -253,6 +256,8 @@ class LLMCall:
             attrs[semconv.TOTAL_TOKENS] = usage.total
             attrs[semconv.USAGE_CACHE_READ_TOKENS] = usage.cache_read
             attrs[semconv.USAGE_CACHE_WRITE_TOKENS] = usage.cache_write
+            if usage.cache_write_1h:
+                attrs[semconv.USAGE_CACHE_WRITE_1H_TOKENS] = usage.cache_write_1h
             attrs[semconv.USAGE_REASONING_TOKENS] = usage.reasoning
             complete = not request.stream or self.stream_outcome == "completed"
             attrs[semconv.USAGE_SOURCE] = "provider" if complete else "partial"

@@ -69,6 +69,8 @@ def read_request(body: Mapping[str, Any] | None, *, api: str, url_path: str, kee
     if isinstance(encoding, str):
         attrs[semconv.REQUEST_ENCODING_FORMATS] = [encoding]
     attrs[semconv.REQUEST_STREAM] = info.stream
+    if api == "anthropic" and isinstance(speed := body.get("speed"), str) and speed:
+        attrs[semconv.REQUEST_SPEED] = speed
     info.stream_options = "stream_options" in body
     info.user = _user(body)
     if keep_body:

@@ -66,6 +66,7 @@ class ResponseReader:
         "response_model",
         "saw_end",
         "service_tier",
+        "speed",
         "usage",
     )
 
@@ -78,6 +79,7 @@ class ResponseReader:
         self.finish_reasons: list[str] = []
         self.usage: Usage | None = None
         self.service_tier: str | None = None  # the tier that served the answer, as the provider reports it
+        self.speed: str | None = None  # the inference speed that served it, as the provider reports it (Anthropic)
         self.error_type: str | None = None
         self.error_message: str | None = None
         self.output: list[str] = []
@@ -333,6 +335,7 @@ class ResponseReader:
             self._anthropic_usage = {**(self._anthropic_usage or {}), **_present(usage)}
             self.usage = usage_mod.from_anthropic(self._anthropic_usage)
             self._tier(usage.get("service_tier"))
+            self._speed(usage.get("speed"))
         if self.capture:
             for block in data.get("content") or ():
                 if isinstance(block, Mapping) and isinstance(block.get("text"), str):
@@ -352,6 +355,7 @@ class ResponseReader:
                 self._anthropic_usage = {**(self._anthropic_usage or {}), **_present(data["usage"])}
                 self.usage = usage_mod.from_anthropic(self._anthropic_usage)
                 self._tier(data["usage"].get("service_tier"))
+                self._speed(data["usage"].get("speed"))
         elif kind == "content_block_delta":
             delta = data.get("delta")
             if isinstance(delta, Mapping) and isinstance(delta.get("text"), str):
@@ -384,6 +388,10 @@ class ResponseReader:
     def _tier(self, tier: Any) -> None:
         if isinstance(tier, str) and tier:
             self.service_tier = tier
+
+    def _speed(self, speed: Any) -> None:
+        if isinstance(speed, str) and speed:
+            self.speed = speed
 
     def _ids(self, data: Mapping[str, Any]) -> None:
         # Azure's first streamed chunk (its prompt filter results) has an empty id: the next chunk's is kept.

@@ -47,6 +47,9 @@ def _open_call(
     body = getattr(options, "json_data", None)
     if not isinstance(url, str) or not isinstance(body, Mapping):
         return None
+    extra = getattr(options, "extra_json", None)  # `extra_body=`: the SDK sends it merged into the body
+    if isinstance(extra, Mapping) and extra:
+        body = {**body, **extra}
     host, port, base_path = _url_parts(instance.base_url)
     path = url if url.startswith("http") else base_path + "/" + url.lstrip("/")
     route = route_for(path.split("?", 1)[0])

@@ -21,6 +21,7 @@ class Usage:
     cache_read: int = 0
     cache_write: int = 0
     reasoning: int = 0
+    cache_write_1h: int = 0  # of cache_write, the tokens written to a 1-hour cache (Anthropic), priced apart
 
 
 def _int(value: Any) -> int:
@@ -64,12 +65,15 @@ def from_openai(usage: Mapping[str, Any]) -> Usage:
 
 
 def from_anthropic(usage: Mapping[str, Any]) -> Usage:
-    """Anthropic Messages usage; its `input_tokens` excludes cache reads and cache writes."""
+    """Anthropic Messages usage; its `input_tokens` excludes cache reads and cache writes. Cache writes split by
+    lifetime under `cache_creation` (`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`)."""
     read = _int(usage.get("cache_read_input_tokens"))
-    write = _int(usage.get("cache_creation_input_tokens"))
+    creation = _details(usage, "cache_creation")
+    write_1h = _int(creation.get("ephemeral_1h_input_tokens"))
+    write = _int(usage.get("cache_creation_input_tokens")) or _int(creation.get("ephemeral_5m_input_tokens")) + write_1h
     prompt = _int(usage.get("input_tokens")) + read + write
     completion = _int(usage.get("output_tokens"))
-    return Usage(prompt, completion, prompt + completion, read, write, 0)
+    return Usage(prompt, completion, prompt + completion, read, write, 0, min(write_1h, write))
 
 
 def from_ollama(body: Mapping[str, Any]) -> Usage:

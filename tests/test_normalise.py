@@ -190,3 +190,20 @@ def test_one_call_seen_by_two_instrumentations_is_one_record():
     outer.resource_spans.append(inner.resource_spans[0])
     (record,) = otlp.from_traces(outer).records
     assert record.source == "llmtally" and record.record_id == "03" * 8
+
+
+def test_1h_cache_writes_and_speed_are_read_and_kept_within_their_total():
+    base = {"gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude-opus-4-8", "llmtally.speed": "fast"}
+    request = _span(
+        "llmtally",
+        {**base, "gen_ai.usage.cache_creation.input_tokens": 300, "llmtally.usage.cache_creation.1h.input_tokens": 200},
+    )
+    (record,) = otlp.from_traces(request).records
+    assert (record.cache_write_tokens, record.cache_write_1h_tokens, record.speed) == (300, 200, "fast")
+    # A total below its part (another sender's counts) is raised to it, as input is raised to its cache counts.
+    (raised,) = otlp.from_traces(
+        _span("llmtally", {**base, "llmtally.usage.cache_creation.1h.input_tokens": 50})
+    ).records
+    assert (raised.cache_write_tokens, raised.cache_write_1h_tokens) == (50, 50)
+    negative = otlp.from_traces(_span("llmtally", {**base, "llmtally.usage.cache_creation.1h.input_tokens": -5}))
+    assert negative.records == [] and negative.rejected == 1 and "cache_write_1h_tokens=-5" in negative.message

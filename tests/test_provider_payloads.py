@@ -329,6 +329,93 @@ def test_anthropic_streamed_tier(telemetry, replay):
     assert record.provider_cost_nusd == genai_cost(record, "anthropic", "claude-sonnet-4-5", None)
 
 
+def extracted_cost(body: Mapping[str, Any], model: str, context: Mapping[str, str] | None) -> int:
+    """What genai-prices charges for an Anthropic answer, its usage read by genai-prices' own extractor."""
+    usage = genai_prices.extract_usage(body, provider_id="anthropic").usage
+    return to_nusd(genai_prices.calc_price(usage, model, provider_id="anthropic", price_context=context).total_price)
+
+
+CACHE_SPLIT_USAGE = {
+    "input_tokens": 312,
+    "cache_creation_input_tokens": 3072,
+    "cache_read_input_tokens": 4096,
+    "cache_creation": {"ephemeral_5m_input_tokens": 1024, "ephemeral_1h_input_tokens": 2048},
+    "output_tokens": 503,
+    "service_tier": "standard",
+}
+
+
+def test_anthropic_1h_cache_writes_are_priced_apart(telemetry, replay):
+    body = anthropic_message("claude-sonnet-4-5-20250929", CACHE_SPLIT_USAGE)
+    replay.answer(body)
+    client = anthropic.Anthropic(api_key="sk-ant-test", base_url=replay.url)
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=600, messages=MESSAGES)
+    attrs, record = stored(telemetry)
+    assert attrs["gen_ai.usage.cache_creation.input_tokens"] == 3072
+    assert attrs["llmtally.usage.cache_creation.1h.input_tokens"] == 2048
+    assert (record.cache_write_tokens, record.cache_write_1h_tokens) == (3072, 2048)
+    assert record.provider_cost_nusd == extracted_cost(body, "claude-sonnet-4-5", None)
+    # Every write at the 5-minute price would be less: the 1-hour writes cost 2x input, not 1.25x.
+    assert record.provider_cost_nusd > genai_cost(record, "anthropic", "claude-sonnet-4-5", None)
+
+
+def test_anthropic_streamed_1h_cache_writes(telemetry, replay):
+    start = {**CACHE_SPLIT_USAGE, "output_tokens": 1}
+    message = {**anthropic_message("claude-sonnet-4-5-20250929", start), "content": [], "stop_reason": None}
+    replay.stream(
+        [
+            {"type": "message_start", "message": message},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello!"}},
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 503}},
+            {"type": "message_stop"},
+        ],
+        named=True,
+    )
+    client = anthropic.Anthropic(api_key="sk-ant-test", base_url=replay.url)
+    list(client.messages.create(model="claude-sonnet-4-5", max_tokens=600, messages=MESSAGES, stream=True))
+    record = stored(telemetry)[1]
+    assert (record.cache_write_tokens, record.cache_write_1h_tokens, record.output_tokens) == (3072, 2048, 503)
+    body = anthropic_message("claude-sonnet-4-5-20250929", CACHE_SPLIT_USAGE)
+    assert record.provider_cost_nusd == extracted_cost(body, "claude-sonnet-4-5", None)
+
+
+FAST_MODEL = "claude-opus-4-8"  # a model genai-prices prices `speed: fast` for
+
+
+def test_anthropic_fast_mode_from_usage(telemetry, replay):
+    body = anthropic_message(FAST_MODEL, {**CACHE_SPLIT_USAGE, "speed": "fast"})
+    replay.answer(body)
+    client = anthropic.Anthropic(api_key="sk-ant-test", base_url=replay.url)
+    client.messages.create(model=FAST_MODEL, max_tokens=600, messages=MESSAGES)
+    attrs, record = stored(telemetry)
+    assert attrs["llmtally.speed"] == "fast" and "llmtally.request.speed" not in attrs
+    assert record.speed == "fast"
+    fast = extracted_cost(body, FAST_MODEL, {"speed": "fast"})
+    assert record.provider_cost_nusd == fast and fast > extracted_cost(body, FAST_MODEL, None)
+
+
+def test_anthropic_fast_mode_asked_for_when_the_answer_does_not_say(telemetry, replay):
+    body = anthropic_message(FAST_MODEL, ANTHROPIC_USAGE)  # no `speed` in the usage
+    replay.answer(body)
+    client = anthropic.Anthropic(api_key="sk-ant-test", base_url=replay.url)
+    client.messages.create(model=FAST_MODEL, max_tokens=600, messages=MESSAGES, extra_body={"speed": "fast"})
+    assert replay.requests[-1][1]["speed"] == "fast"
+    attrs, record = stored(telemetry)
+    assert attrs["llmtally.request.speed"] == "fast" and record.speed == "fast"
+    context = {"service_tier": "priority", "speed": "fast"}  # the answer's tier and the asked speed, together
+    assert record.provider_cost_nusd == extracted_cost(body, FAST_MODEL, context)
+
+
+def test_standard_speed_is_priced_at_standard_rates(telemetry, replay):
+    body = anthropic_message(FAST_MODEL, {**CACHE_SPLIT_USAGE, "speed": "standard"})
+    replay.answer(body)
+    client = anthropic.Anthropic(api_key="sk-ant-test", base_url=replay.url)
+    client.messages.create(model=FAST_MODEL, max_tokens=600, messages=MESSAGES, extra_body={"speed": "fast"})
+    record = stored(telemetry)[1]
+    assert record.speed == "standard"  # the answer says how it was served, over what was asked
+    assert record.provider_cost_nusd == extracted_cost(body, FAST_MODEL, None)
+
+
 def test_batch_tier_is_priced_as_batch_processing():
     """A tier of `batch` (Anthropic's batch results, or another instrumentation's) is genai-prices' batch context."""
     for provider, model, catalog in (

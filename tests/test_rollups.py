@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 from test_store_queries import (
+    ADDED_BY_5,
     D1,
     MINUTE,
     assert_rollups,
     assert_usage,
     double_provider_cost,
     matching,
+    old_rows,
     rollup_rows,
     spread,
 )
@@ -28,7 +30,6 @@ from llmtally.exporter.api import reports
 from llmtally.exporter.api.params import Filters, TimeRange
 from llmtally.exporter.normalise.record import Record
 from llmtally.exporter.store import open_store, postgres, rollup, schema
-from llmtally.exporter.store.columns import COLUMN_LIST, COLUMNS, record_to_row
 from llmtally.exporter.store.sql import SQLStore
 from llmtally.exporter.store.usage import family_for, usage_sql
 from test_store import DAY, HOUR, T0
@@ -120,11 +121,9 @@ def write_as_schema_3(store: SQLStore, records: Sequence[Record]) -> None:
     """Writes records and full rollup rows as the code of schema 3 did (it had no narrow rollups)."""
     p = store.placeholder
     hourly = rollup.aggregate(records)
+    columns, rows = old_rows(records, ADDED_BY_5)
     with store._transaction() as tx:
-        tx.many(
-            f"INSERT INTO completion_records ({COLUMN_LIST}) VALUES ({', '.join([p] * len(COLUMNS))})",
-            [record_to_row(r) for r in records],
-        )
+        tx.many(f"INSERT INTO completion_records ({', '.join(columns)}) VALUES ({', '.join([p] * len(columns))})", rows)
         for table in (rollup.HOURLY, rollup.DAILY):
             names = [*table.key, *rollup.SUMS]
             sql = f"INSERT INTO {table.table} ({', '.join(names)}) VALUES ({', '.join([p] * len(names))})"
@@ -143,7 +142,7 @@ def test_migration_4_backfills_the_narrow_rollups(store_url: str, monkeypatch: p
 
     with open_store(store_url) as store:
         assert isinstance(store, SQLStore)
-        assert store.schema_versions() == [1, 2, 3, 4]
+        assert store.schema_versions() == [1, 2, 3, 4, 5]
         assert_rollups(store, old, T0 - DAY, T0 + 5 * DAY)
         assert_answers(store, old)
         new = varied(200, 5000, seed=6)

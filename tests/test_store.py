@@ -165,9 +165,11 @@ def full_record() -> Record:
         total_tokens=1_540,
         cached_tokens=800,
         cache_write_tokens=100,
+        cache_write_1h_tokens=60,
         reasoning_tokens=40,
         usage_source="partial",
         service_tier="priority",
+        speed="fast",
         provider_cost_nusd=1_000_000_000_000_007,
         customer_cost_nusd=1_200_000_000_001_009,
         price_source="genai-prices 0.2.3 anthropic/claude-sonnet-4-5",
@@ -213,7 +215,7 @@ def test_schema_has_the_tables_and_indexes(store: Store):
     store.write([make(1, start_ns=T0 + 1_500_000_000)])
     (value,) = store._query("SELECT start_time FROM completion_records", ())[0]  # type: ignore[attr-defined]
     assert str(value).replace(" ", "T").startswith("2026-01-01T00:00:01.5")  # human-readable start, derived
-    assert store.schema_versions() == [m.version for m in schema.MIGRATIONS] == [1, 2, 3, 4]  # type: ignore[attr-defined]
+    assert store.schema_versions() == [m.version for m in schema.MIGRATIONS] == [1, 2, 3, 4, 5]  # type: ignore[attr-defined]
 
 
 def test_records_between_is_a_half_open_range_in_time_order(store: Store):
@@ -343,18 +345,18 @@ def test_migrations_are_applied_once(store_url: str, monkeypatch):
         assert errors == []
         stores.append(open_store(store_url))  # and once more later
         for s in stores:
-            assert s.schema_versions() == [1, 2, 3, 4]  # type: ignore[attr-defined]
-        assert stores[0]._query("SELECT COUNT(*) FROM schema_migrations", ())[0][0] == 4  # type: ignore[attr-defined]
+            assert s.schema_versions() == [1, 2, 3, 4, 5]  # type: ignore[attr-defined]
+        assert stores[0]._query("SELECT COUNT(*) FROM schema_migrations", ())[0][0] == 5  # type: ignore[attr-defined]
 
         extra = schema.Migration(
-            5,
+            6,
             "test table",
             {d: ("CREATE TABLE IF NOT EXISTS migration_test (x INTEGER)",) for d in ("sqlite", "postgresql")},
         )
         monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, extra))
         stores.append(open_store(store_url))
         stores.append(open_store(store_url))
-        assert stores[-1].schema_versions() == [1, 2, 3, 4, 5]  # type: ignore[attr-defined]
+        assert stores[-1].schema_versions() == [1, 2, 3, 4, 5, 6]  # type: ignore[attr-defined]
         assert stores[-1]._query("SELECT COUNT(*) FROM migration_test", ())[0][0] == 0  # type: ignore[attr-defined]
     finally:
         for s in stores:

@@ -250,14 +250,23 @@ def untiered(records: list[Record]) -> list[Record]:
     return [dataclasses.replace(r, service_tier=None) for r in records]
 
 
+ADDED_BY_5 = ("cache_write_1h_tokens", "speed")
+
+
+def old_rows(records: Sequence[Record], dropped: Sequence[str]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The columns and rows of `records` as a schema without the `dropped` columns held them (the records must hold
+    those columns' defaults, which the migration that adds them gives back)."""
+    blank = Record("", 0, 0)
+    assert all(getattr(r, c) == getattr(blank, c) for r in records for c in dropped)
+    keep = [i for i, c in enumerate(COLUMNS) if c not in dropped]
+    return [COLUMNS[i] for i in keep], [tuple(row[i] for i in keep) for row in map(record_to_row, records)]
+
+
 def write_before_v3(store: SQLStore, records: list[Record], rollups: Sequence[rollup.Rollup]) -> None:
     """Writes records and rollup rows the way the code before migration 3 did: no `service_tier` column on the
     records, none in the rollup key (the records have no tier, so dropping it from the key merges nothing)."""
-    assert all(r.service_tier is None for r in records)
     p = store.placeholder
-    tier = COLUMNS.index("service_tier")
-    columns = [c for c in COLUMNS if c != "service_tier"]
-    rows = [row[:tier] + row[tier + 1 :] for row in map(record_to_row, records)]
+    columns, rows = old_rows(records, ("service_tier", *ADDED_BY_5))
     key = 1 + rollup.DIMENSIONS.index("service_tier")
     hourly = rollup.aggregate(records)
     with store._transaction() as tx:
@@ -286,7 +295,7 @@ def test_migration_backfills_the_daily_rollup(store_url: str, monkeypatch: pytes
 
     with open_store(store_url) as store:
         assert isinstance(store, SQLStore)
-        assert store.schema_versions() == [1, 2, 3, 4]
+        assert store.schema_versions() == [1, 2, 3, 4, 5]
         assert_rollups(store, old, T0, T0 + 4 * DAY)
         for group_by in ([], ["day"], ["user_id", "day"], ["request_model"]):
             assert_usage(store, old, group_by, T0, T0 + 4 * DAY)
@@ -318,7 +327,7 @@ def test_migration_adds_the_service_tier_to_records_and_rollups(store_url: str, 
 
     with open_store(store_url) as store:
         assert isinstance(store, SQLStore)
-        assert store.schema_versions() == [1, 2, 3, 4]
+        assert store.schema_versions() == [1, 2, 3, 4, 5]
         assert store.get(old[0].record_id) == old[0]
         assert_rollups(store, old, T0, T0 + 4 * DAY)
         for group_by in ([], ["day"], ["service_tier", "day"], [*DIMENSIONS, "hour"]):

@@ -136,6 +136,8 @@ def request_detail(r: Record) -> dict[str, Any]:
         "error_message": r.error_message,
         "stream_outcome": r.stream_outcome,
         "cache_write_tokens": r.cache_write_tokens,
+        "cache_write_1h_tokens": r.cache_write_1h_tokens,
+        "speed": r.speed,
         "usage_source": r.usage_source,
         "provider_cost_nusd": r.provider_cost_nusd,
         "customer_cost_nusd": r.customer_cost_nusd,

@@ -25,6 +25,7 @@ _CACHE_WRITE = (
     "gen_ai.usage.cache_write.input_tokens",
     "gen_ai.usage.cache_creation_input_tokens",
 )
+_CACHE_WRITE_1H = ("llmtally.usage.cache_creation.1h.input_tokens",)
 _REASONING = ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens")
 _TTFT = ("gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_token", "gen_ai.server.ttft")
 _USER = ("user.id", "enduser.id", "gen_ai.request.user", "llm.user")
@@ -113,6 +114,7 @@ def to_record(
     input_tokens = _tokens(attrs, _INPUT)
     output_tokens = _tokens(attrs, _OUTPUT)
     operation = attrs.get("gen_ai.operation.name") or attrs.get("llm.request.type") or "chat"
+    cache_write_1h = _tokens(attrs, _CACHE_WRITE_1H)
     error_type = _str(attrs.get("error.type"))
     failed = error_type is not None or span_failed
     duration = seconds(attrs.get("llmtally.duration"), "llmtally.duration")
@@ -142,10 +144,12 @@ def to_record(
         output_tokens=output_tokens,
         total_tokens=_tokens(attrs, _TOTAL) or input_tokens + output_tokens,
         cached_tokens=_tokens(attrs, _CACHE_READ),
-        cache_write_tokens=_tokens(attrs, _CACHE_WRITE),
+        cache_write_tokens=max(_tokens(attrs, _CACHE_WRITE), cache_write_1h),  # a total is never below its part
+        cache_write_1h_tokens=cache_write_1h,
         reasoning_tokens=_tokens(attrs, _REASONING),
         usage_source=str(attrs.get("llmtally.usage.source") or _usage_source(attrs)),
         service_tier=_service_tier(attrs),
+        speed=_str(attrs.get("llmtally.speed")),
         user_id=_str(first(attrs, _USER)),
         api_key=_str(attrs.get("llmtally.api_key")),
         feature=_str(attrs.get("llmtally.feature")),

@@ -19,7 +19,14 @@ MAX_SECONDS = 10**9  # durations and time to first token
 MAX_TEXT = 4096  # characters of an identifier, name or label (ids, models, user, feature, ...)
 MAX_LONG_TEXT = 16 * 1024 * 1024  # characters of an error message or a captured payload
 
-_TOKENS = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
+_TOKENS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+)
 _LONG_TEXT = ("error_message", "input_messages", "output_messages")
 _TEXT = (
     "record_id",
@@ -33,6 +40,7 @@ _TEXT = (
     "stream_outcome",
     "usage_source",
     "service_tier",
+    "speed",
     "user_id",
     "api_key",
     "feature",

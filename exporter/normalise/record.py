@@ -47,9 +47,11 @@ class Record:
     total_tokens: int = 0
     cached_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, those written to a 1-hour cache (Anthropic), priced apart
     reasoning_tokens: int = 0
     usage_source: str = "none"  # provider | partial | none
     service_tier: str | None = None  # the tier that served it (priority, flex, batch...); priced at
+    speed: str | None = None  # the inference speed mode that served it (Anthropic's `fast`); priced at
     provider_cost_nusd: int | None = None
     customer_cost_nusd: int | None = None
     price_source: str | None = None  # e.g. "genai-prices 0.2.3 openai/gpt-4o-mini", "config:my-model", "unpriced"

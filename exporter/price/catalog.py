@@ -105,17 +105,22 @@ class Catalog:
 
 
 _NO_TIER = frozenset({"", "auto"})  # request settings, not the tier a request was served at
-MAX_TIER_RATES = 4096  # (day, tier) prices kept per model; the cache restarts past it
+_NO_SPEED = frozenset({"", "standard"})
+MAX_TIER_RATES = 4096  # (day, tier, speed) prices kept per model; the cache restarts past it
 
 
-def price_context(tier: str | None) -> Mapping[str, str] | None:
-    """genai-prices' price context for the service tier a request was served at: `batch` is its `processing`
-    (a way of submitting, not a tier there), any other tier its `service_tier`; None for none (standard prices).
-    A tier with no published variant (`default`, `standard`, `on_demand`, ...) gets the standard prices."""
-    if tier is None or tier.strip() in _NO_TIER:
-        return None
-    tier = tier.strip()
-    return {"processing": "batch"} if tier == "batch" else {"service_tier": tier}
+def price_context(tier: str | None, speed: str | None = None) -> Mapping[str, str] | None:
+    """genai-prices' price context for the service tier and the speed a request was served at: `batch` is its
+    `processing` (a way of submitting, not a tier there), any other tier its `service_tier`, a speed other than
+    `standard` (Anthropic's `fast`) its `speed`; None for neither (standard prices). A tier or speed with no
+    published variant (`default`, `standard`, `on_demand`, ...) gets the standard prices."""
+    context: dict[str, str] = {}
+    if tier is not None and tier.strip() not in _NO_TIER:
+        tier = tier.strip()
+        context.update({"processing": "batch"} if tier == "batch" else {"service_tier": tier})
+    if speed is not None and speed.strip() not in _NO_SPEED:
+        context["speed"] = speed.strip()
+    return context or None
 
 
 def utc(time_ns: int) -> datetime:
@@ -152,14 +157,14 @@ class CatalogPrice:
         self._by_price: dict[int, Rate] = {}
         # Tier variants apply to the provider's own models only, as in genai-prices (not to a fallback provider's).
         self._tiered = bool(model.price_variants) and any(m is model for m in provider.models)
-        self._by_tier: dict[tuple[int, str], Rate] = {}
+        self._by_tier: dict[tuple[int, str | None, str | None, str | None], Rate] = {}
 
-    def rate_at(self, time_ns: int, tier: str | None = None) -> Rate:
+    def rate_at(self, time_ns: int, tier: str | None = None, speed: str | None = None) -> Rate:
         """The price in force at `time_ns` (start dates by UTC day, off-peak hours by time of day) for requests
-        served at service `tier` (see `price_context`)."""
-        context = price_context(tier) if self._tiered else None
+        served at service `tier` and `speed` (see `price_context`)."""
+        context = price_context(tier, speed) if self._tiered else None
         if context is not None:
-            return self._tier_rate(time_ns, tier or "", context)
+            return self._tier_rate(time_ns, context)
         if self._static is not None:
             return self._static
         if self._time_of_day:
@@ -170,10 +175,10 @@ class CatalogPrice:
             rate = self._by_day[day] = self._compiled(self._model.get_prices(utc(day * _DAY_NS)))
         return rate
 
-    def _tier_rate(self, time_ns: int, tier: str, context: Mapping[str, str]) -> Rate:
+    def _tier_rate(self, time_ns: int, context: Mapping[str, str]) -> Rate:
         if self._time_of_day:
             return Rate(self._model.get_prices(utc(time_ns), context))
-        key = (time_ns // _DAY_NS, tier)
+        key = (time_ns // _DAY_NS, context.get("service_tier"), context.get("processing"), context.get("speed"))
         rate = self._by_tier.get(key)
         if rate is None:
             if len(self._by_tier) >= MAX_TIER_RATES:

@@ -15,10 +15,10 @@ from genai_prices.types import ModelPrice, TieredPrices
 from ..normalise.record import Record
 from .catalog import Catalog, CatalogPrice, catalog_age_seconds, catalog_version
 from .config import PriceOverride, PricingConfig
-from .rate import Rate, to_nusd
+from .rate import Rate, Usage, to_nusd
 
 UNPRICED = "unpriced"
-_LISTED = ("input", "output", "cache_read", "cache_write")
+_LISTED = ("input", "output", "cache_read", "cache_write", "cache_write_1h")
 _ONE = Decimal(1)
 
 
@@ -37,6 +37,7 @@ class PriceInfo:
     output_per_mtok: Decimal | None
     cache_read_per_mtok: Decimal | None
     cache_write_per_mtok: Decimal | None
+    cache_write_1h_per_mtok: Decimal | None = None  # writes to a 1-hour cache (Anthropic), when priced apart
     tiers: tuple[tuple[str, int, Decimal], ...] = ()
 
     def as_json(self) -> dict[str, object]:
@@ -53,6 +54,7 @@ class PriceInfo:
             "output_per_mtok_usd": text(self.output_per_mtok),
             "cache_read_per_mtok_usd": text(self.cache_read_per_mtok),
             "cache_write_per_mtok_usd": text(self.cache_write_per_mtok),
+            "cache_write_1h_per_mtok_usd": text(self.cache_write_1h_per_mtok),
             "tiers": [
                 {"price": name, "above_input_tokens": start, "per_mtok_usd": str(price)}
                 for name, start, price in self.tiers
@@ -63,7 +65,7 @@ class PriceInfo:
 class _Schedule(Protocol):
     source: str
 
-    def rate_at(self, time_ns: int, tier: str | None = None) -> Rate: ...
+    def rate_at(self, time_ns: int, tier: str | None = None, speed: str | None = None) -> Rate: ...
 
 
 class _OverridePrice:
@@ -81,8 +83,8 @@ class _OverridePrice:
             )
         )
 
-    def rate_at(self, time_ns: int, tier: str | None = None) -> Rate:
-        return self._rate  # a configured price is the price, whatever the tier
+    def rate_at(self, time_ns: int, tier: str | None = None, speed: str | None = None) -> Rate:
+        return self._rate  # a configured price is the price, whatever the tier or speed
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +131,7 @@ class Pricer:
         except KeyError:
             resolved = self._resolve(*key)
         usage = _usage(record)
-        cost = _cost(resolved, usage, record.start_time_ns, record.service_tier)
+        cost = _cost(resolved, usage, record)
         if record.usage_source == "none" and record.status == "success" and not any(usage):
             cost = None  # tokens unknown (e.g. a stream without usage): the cost is unknown, not $0
         if resolved is None or cost is None:
@@ -174,6 +176,7 @@ class Pricer:
             output_per_mtok=_base(values["output"]),
             cache_read_per_mtok=_base(values["cache_read"]),
             cache_write_per_mtok=_base(values["cache_write"]),
+            cache_write_1h_per_mtok=_base(values["cache_write_1h"]),
             tiers=tuple(
                 (name, tier.start, tier.price)
                 for name, value in values.items()
@@ -233,26 +236,27 @@ class Pricer:
                 self.unpriced_models[key] += 1
 
 
-def _usage(record: Record) -> tuple[int, int, int, int, int]:
-    """(input incl. cache, cache read, cache write, output incl. reasoning, reasoning), totals raised to their parts."""
+def _usage(record: Record) -> Usage:
+    """(input incl. cache, cache read, cache write, output incl. reasoning, reasoning, 1-hour cache write), totals
+    raised to their parts."""
     cache_read = max(record.cached_tokens, 0)
-    cache_write = max(record.cache_write_tokens, 0)
+    cache_write_1h = max(record.cache_write_1h_tokens, 0)
+    cache_write = max(record.cache_write_tokens, cache_write_1h)
     reasoning = max(record.reasoning_tokens, 0)
     input_tokens = max(record.input_tokens, cache_read + cache_write)
-    return input_tokens, cache_read, cache_write, max(record.output_tokens, reasoning), reasoning
+    return input_tokens, cache_read, cache_write, max(record.output_tokens, reasoning), reasoning, cache_write_1h
 
 
-def _cost(
-    resolved: _Resolved | None, usage: tuple[int, int, int, int, int], time_ns: int, tier: str | None
-) -> int | None:
-    """Provider nano-USD at the request's service tier; 0 without tokens; None when unpriced or genai-prices
-    rejects the catalog's price."""
+def _cost(resolved: _Resolved | None, usage: Usage, record: Record) -> int | None:
+    """Provider nano-USD at the request's service tier and speed; 0 without tokens; None when unpriced or
+    genai-prices rejects the catalog's price."""
     if resolved is None:
         return None
     if not any(usage):
         return 0
     try:
-        return to_nusd(resolved.schedule.rate_at(time_ns, tier).cost(usage))
+        rate = resolved.schedule.rate_at(record.start_time_ns, record.service_tier, record.speed)
+        return to_nusd(rate.cost(usage))
     except ValueError:
         return None
 

@@ -28,7 +28,10 @@ _SOURCES = {
     "cache_write_tokens": 2,
     "output_tokens": 3,
     "output_reasoning_tokens": 4,
+    "cache_write_1h_tokens": 5,
 }
+# (input incl. cache, cache read, cache write incl. 1-hour, output incl. reasoning, reasoning, 1-hour cache write)
+Usage = tuple[int, int, int, int, int, int]
 _REQUESTS = "requests"
 _ZERO = Decimal(0)
 
@@ -62,8 +65,8 @@ class Rate:
         )
         self._per_request = tuple((price, unit.per) for unit, price in priced if unit.usage_key == _REQUESTS)
 
-    def cost(self, usage: tuple[int, int, int, int, int]) -> Decimal:
-        """USD for (input incl. cache, cache read, cache write, output incl. reasoning, reasoning) tokens."""
+    def cost(self, usage: Usage) -> Decimal:
+        """USD for a `Usage` (token counts, each more specific one included in its ancestor's)."""
         input_tokens = usage[0]
         leaves: list[int] = []
         total = _ZERO

@@ -272,6 +272,13 @@ def _v4(dialect: Dialect) -> tuple[str, ...]:
     return (*(s for name, key in _V4_FAMILIES.items() for s in _v4_family(dialect, name, key)), _V4_DROPPED)
 
 
+# Anthropic's 1-hour cache writes and fast mode are priced apart: the records keep both (no rollup key changes).
+_V5 = (
+    "ALTER TABLE completion_records ADD COLUMN cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE completion_records ADD COLUMN speed TEXT",
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "completion_records and completion_rollup_hourly", {"sqlite": _v1("sqlite"), "postgresql": _v1("postgresql")}
@@ -291,6 +298,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "narrow rollups by model and by user, hourly and daily (backfilled); no response-model index",
         {"sqlite": _v4("sqlite"), "postgresql": _v4("postgresql")},
     ),
+    Migration(5, "cache_write_1h_tokens and speed on records", {"sqlite": _V5, "postgresql": _V5}),
 )
 
 
