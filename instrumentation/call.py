@@ -258,6 +258,9 @@ class LLMCall:
             attrs[semconv.USAGE_CACHE_WRITE_TOKENS] = usage.cache_write
             if usage.cache_write_1h:
                 attrs[semconv.USAGE_CACHE_WRITE_1H_TOKENS] = usage.cache_write_1h
+            if usage.input_audio or usage.output_audio:
+                attrs[semconv.USAGE_INPUT_AUDIO_TOKENS] = usage.input_audio
+                attrs[semconv.USAGE_OUTPUT_AUDIO_TOKENS] = usage.output_audio
             attrs[semconv.USAGE_REASONING_TOKENS] = usage.reasoning
             complete = not request.stream or self.stream_outcome == "completed"
             attrs[semconv.USAGE_SOURCE] = "provider" if complete else "partial"

@@ -22,6 +22,8 @@ class Usage:
     cache_write: int = 0
     reasoning: int = 0
     cache_write_1h: int = 0  # of cache_write, the tokens written to a 1-hour cache (Anthropic), priced apart
+    input_audio: int = 0  # of input, audio tokens (OpenAI's audio models), priced apart
+    output_audio: int = 0  # of output, audio tokens
 
 
 def _int(value: Any) -> int:
@@ -39,6 +41,7 @@ _NO_DETAILS: Mapping[str, Any] = {}
 def from_openai(usage: Mapping[str, Any]) -> Usage:
     """Chat/legacy completions (`prompt_tokens`...), Responses (`input_tokens`...) and embeddings usage.
 
+    Audio tokens (`prompt_tokens_details.audio_tokens`, `completion_tokens_details.audio_tokens`) are kept apart.
     Also reads the OpenAI-compatible variants: DeepSeek's `prompt_cache_hit_tokens` and the
     `cache_write_tokens` / `cache_creation_input_tokens` detail that OpenRouter and others report.
     """
@@ -57,11 +60,13 @@ def from_openai(usage: Mapping[str, Any]) -> Usage:
         or _int(prompt_details.get("cache_creation_input_tokens"))
         or _int(input_details.get("cache_write_tokens"))
     )
-    reasoning = _int(_details(usage, "completion_tokens_details").get("reasoning_tokens")) or _int(
-        _details(usage, "output_tokens_details").get("reasoning_tokens")
-    )
+    completion_details = _details(usage, "completion_tokens_details")
+    output_details = _details(usage, "output_tokens_details")
+    reasoning = _int(completion_details.get("reasoning_tokens")) or _int(output_details.get("reasoning_tokens"))
+    input_audio = _int(prompt_details.get("audio_tokens")) or _int(input_details.get("audio_tokens"))
+    output_audio = _int(completion_details.get("audio_tokens")) or _int(output_details.get("audio_tokens"))
     total = _int(get("total_tokens")) or prompt + completion
-    return Usage(prompt, completion, total, cached, cache_write, reasoning)
+    return Usage(prompt, completion, total, cached, cache_write, reasoning, 0, input_audio, output_audio)
 
 
 def from_anthropic(usage: Mapping[str, Any]) -> Usage:

@@ -229,6 +229,67 @@ def test_auto_without_an_answered_tier_is_standard(telemetry, replay):
     assert record.provider_cost_nusd == genai_cost(record, "openai", "gpt-4o-mini", None)
 
 
+AUDIO_USAGE = {
+    "prompt_tokens": 1300,
+    "completion_tokens": 910,
+    "total_tokens": 2210,
+    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 1100, "text_tokens": 200, "image_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 0,
+        "audio_tokens": 850,
+        "text_tokens": 60,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
+}
+
+
+def openai_extracted_cost(body: Mapping[str, Any], model: str) -> int:
+    """What genai-prices charges for an OpenAI chat answer, its usage read by genai-prices' own extractor."""
+    usage = genai_prices.extract_usage(body, provider_id="openai", api_flavor="chat").usage
+    return to_nusd(genai_prices.calc_price(usage, model, provider_id="openai").total_price)
+
+
+def test_audio_tokens_are_priced_at_the_audio_rates(telemetry, replay):
+    body = chat_completion("gpt-audio-2025-08-28", AUDIO_USAGE)
+    replay.answer(body)
+    client = openai.OpenAI(api_key="sk-test", base_url=replay.url + "/v1")
+    client.chat.completions.create(model="gpt-audio", messages=MESSAGES, modalities=["text", "audio"])
+    attrs, record = stored(telemetry)
+    assert attrs["llmtally.usage.audio.input_tokens"] == 1100 and attrs["llmtally.usage.audio.output_tokens"] == 850
+    assert (record.input_tokens, record.input_audio_tokens, record.output_audio_tokens) == (1300, 1100, 850)
+    assert record.provider_cost_nusd == openai_extracted_cost(body, "gpt-audio")
+    # At the text rates it would be a fraction of that.
+    assert record.provider_cost_nusd > 5 * genai_cost(record, "openai", "gpt-audio", None)
+
+
+def test_streamed_audio_tokens(telemetry, replay):
+    base = {"id": "chatcmpl-CZ6", "object": "chat.completion.chunk", "created": 1764763200, "model": "gpt-audio"}
+    replay.stream(
+        [
+            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}}]},
+            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+            {**base, "choices": [], "usage": AUDIO_USAGE},
+            "[DONE]",
+        ]
+    )
+    client = openai.OpenAI(api_key="sk-test", base_url=replay.url + "/v1")
+    list(client.chat.completions.create(model="gpt-audio", messages=MESSAGES, stream=True))
+    record = stored(telemetry)[1]
+    assert (record.input_audio_tokens, record.output_audio_tokens, record.usage_source) == (1100, 850, "provider")
+    assert record.provider_cost_nusd == openai_extracted_cost(chat_completion("gpt-audio", AUDIO_USAGE), "gpt-audio")
+
+
+def test_text_only_answers_carry_no_audio_attributes(telemetry, replay):
+    replay.answer(chat_completion("gpt-4o-mini", OPENAI_USAGE))  # audio_tokens: 0 in both details
+    openai.OpenAI(api_key="sk-test", base_url=replay.url + "/v1").chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES
+    )
+    attrs, record = stored(telemetry)
+    assert not any("audio" in name for name in attrs)
+    assert (record.input_audio_tokens, record.output_audio_tokens) == (0, 0)
+
+
 def test_responses_api_tier(telemetry, replay):
     usage = {
         "input_tokens": 2048,

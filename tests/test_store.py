@@ -167,6 +167,8 @@ def full_record() -> Record:
         cache_write_tokens=100,
         cache_write_1h_tokens=60,
         reasoning_tokens=40,
+        input_audio_tokens=300,
+        output_audio_tokens=90,
         usage_source="partial",
         service_tier="priority",
         speed="fast",

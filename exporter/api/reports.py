@@ -138,6 +138,8 @@ def request_detail(r: Record) -> dict[str, Any]:
         "cache_write_tokens": r.cache_write_tokens,
         "cache_write_1h_tokens": r.cache_write_1h_tokens,
         "speed": r.speed,
+        "input_audio_tokens": r.input_audio_tokens,
+        "output_audio_tokens": r.output_audio_tokens,
         "usage_source": r.usage_source,
         "provider_cost_nusd": r.provider_cost_nusd,
         "customer_cost_nusd": r.customer_cost_nusd,

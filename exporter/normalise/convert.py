@@ -26,6 +26,8 @@ _CACHE_WRITE = (
     "gen_ai.usage.cache_creation_input_tokens",
 )
 _CACHE_WRITE_1H = ("llmtally.usage.cache_creation.1h.input_tokens",)
+_INPUT_AUDIO = ("llmtally.usage.audio.input_tokens",)
+_OUTPUT_AUDIO = ("llmtally.usage.audio.output_tokens",)
 _REASONING = ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens")
 _TTFT = ("gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_token", "gen_ai.server.ttft")
 _USER = ("user.id", "enduser.id", "gen_ai.request.user", "llm.user")
@@ -147,6 +149,8 @@ def to_record(
         cache_write_tokens=max(_tokens(attrs, _CACHE_WRITE), cache_write_1h),  # a total is never below its part
         cache_write_1h_tokens=cache_write_1h,
         reasoning_tokens=_tokens(attrs, _REASONING),
+        input_audio_tokens=_tokens(attrs, _INPUT_AUDIO),
+        output_audio_tokens=_tokens(attrs, _OUTPUT_AUDIO),
         usage_source=str(attrs.get("llmtally.usage.source") or _usage_source(attrs)),
         service_tier=_service_tier(attrs),
         speed=_str(attrs.get("llmtally.speed")),

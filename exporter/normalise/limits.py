@@ -26,6 +26,8 @@ _TOKENS = (
     "cache_write_tokens",
     "cache_write_1h_tokens",
     "reasoning_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
 )
 _LONG_TEXT = ("error_message", "input_messages", "output_messages")
 _TEXT = (

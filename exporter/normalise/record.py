@@ -49,6 +49,8 @@ class Record:
     cache_write_tokens: int = 0
     cache_write_1h_tokens: int = 0  # of cache_write_tokens, those written to a 1-hour cache (Anthropic), priced apart
     reasoning_tokens: int = 0
+    input_audio_tokens: int = 0  # of input_tokens, audio (priced apart)
+    output_audio_tokens: int = 0  # of output_tokens, audio
     usage_source: str = "none"  # provider | partial | none
     service_tier: str | None = None  # the tier that served it (priority, flex, batch...); priced at
     speed: str | None = None  # the inference speed mode that served it (Anthropic's `fast`); priced at

@@ -237,14 +237,16 @@ class Pricer:
 
 
 def _usage(record: Record) -> Usage:
-    """(input incl. cache, cache read, cache write, output incl. reasoning, reasoning, 1-hour cache write), totals
-    raised to their parts."""
+    """The record's `rate.Usage`, totals raised to their parts."""
     cache_read = max(record.cached_tokens, 0)
     cache_write_1h = max(record.cache_write_1h_tokens, 0)
     cache_write = max(record.cache_write_tokens, cache_write_1h)
     reasoning = max(record.reasoning_tokens, 0)
-    input_tokens = max(record.input_tokens, cache_read + cache_write)
-    return input_tokens, cache_read, cache_write, max(record.output_tokens, reasoning), reasoning, cache_write_1h
+    input_audio = max(record.input_audio_tokens, 0)
+    output_audio = max(record.output_audio_tokens, 0)
+    input_tokens = max(record.input_tokens, cache_read + cache_write, input_audio)
+    output_tokens = max(record.output_tokens, reasoning, output_audio)
+    return input_tokens, cache_read, cache_write, output_tokens, reasoning, cache_write_1h, input_audio, output_audio
 
 
 def _cost(resolved: _Resolved | None, usage: Usage, record: Record) -> int | None:

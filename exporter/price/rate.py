@@ -29,9 +29,12 @@ _SOURCES = {
     "output_tokens": 3,
     "output_reasoning_tokens": 4,
     "cache_write_1h_tokens": 5,
+    "input_audio_tokens": 6,
+    "output_audio_tokens": 7,
 }
-# (input incl. cache, cache read, cache write incl. 1-hour, output incl. reasoning, reasoning, 1-hour cache write)
-Usage = tuple[int, int, int, int, int, int]
+# (input incl. cache and audio, cache read, cache write incl. 1-hour, output incl. reasoning and audio, reasoning,
+# 1-hour cache write, input audio, output audio)
+Usage = tuple[int, int, int, int, int, int, int, int]
 _REQUESTS = "requests"
 _ZERO = Decimal(0)
 
