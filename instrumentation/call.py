@@ -261,6 +261,8 @@ class LLMCall:
             if usage.input_audio or usage.output_audio:
                 attrs[semconv.USAGE_INPUT_AUDIO_TOKENS] = usage.input_audio
                 attrs[semconv.USAGE_OUTPUT_AUDIO_TOKENS] = usage.output_audio
+            if usage.web_searches:
+                attrs[semconv.USAGE_WEB_SEARCHES] = usage.web_searches
             attrs[semconv.USAGE_REASONING_TOKENS] = usage.reasoning
             complete = not request.stream or self.stream_outcome == "completed"
             attrs[semconv.USAGE_SOURCE] = "provider" if complete else "partial"

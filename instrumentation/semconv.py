@@ -51,6 +51,7 @@ REQUEST_SPEED: Final = "llmtally.request.speed"  # the speed the request asked f
 USAGE_CACHE_WRITE_1H_TOKENS: Final = "llmtally.usage.cache_creation.1h.input_tokens"  # of the cache writes, 1-hour
 USAGE_INPUT_AUDIO_TOKENS: Final = "llmtally.usage.audio.input_tokens"  # of the input tokens, audio
 USAGE_OUTPUT_AUDIO_TOKENS: Final = "llmtally.usage.audio.output_tokens"  # of the output tokens, audio
+USAGE_WEB_SEARCHES: Final = "llmtally.usage.web_searches"  # billed server-side web searches (Anthropic)
 API_KEY: Final = "llmtally.api_key"  # an alias, or "sha256:<12 hex>" of the provider key
 FEATURE: Final = "llmtally.feature"
 DEPARTMENT: Final = "llmtally.department"

@@ -24,6 +24,7 @@ class Usage:
     cache_write_1h: int = 0  # of cache_write, the tokens written to a 1-hour cache (Anthropic), priced apart
     input_audio: int = 0  # of input, audio tokens (OpenAI's audio models), priced apart
     output_audio: int = 0  # of output, audio tokens
+    web_searches: int = 0  # server-side web searches the provider ran and bills (Anthropic's web search tool)
 
 
 def _int(value: Any) -> int:
@@ -71,14 +72,16 @@ def from_openai(usage: Mapping[str, Any]) -> Usage:
 
 def from_anthropic(usage: Mapping[str, Any]) -> Usage:
     """Anthropic Messages usage; its `input_tokens` excludes cache reads and cache writes. Cache writes split by
-    lifetime under `cache_creation` (`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`)."""
+    lifetime under `cache_creation` (`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`); web searches under
+    `server_tool_use.web_search_requests`."""
     read = _int(usage.get("cache_read_input_tokens"))
     creation = _details(usage, "cache_creation")
     write_1h = _int(creation.get("ephemeral_1h_input_tokens"))
     write = _int(usage.get("cache_creation_input_tokens")) or _int(creation.get("ephemeral_5m_input_tokens")) + write_1h
     prompt = _int(usage.get("input_tokens")) + read + write
     completion = _int(usage.get("output_tokens"))
-    return Usage(prompt, completion, prompt + completion, read, write, 0, min(write_1h, write))
+    searches = _int(_details(usage, "server_tool_use").get("web_search_requests"))
+    return Usage(prompt, completion, prompt + completion, read, write, 0, min(write_1h, write), web_searches=searches)
 
 
 def from_ollama(body: Mapping[str, Any]) -> Usage:

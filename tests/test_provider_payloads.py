@@ -477,6 +477,20 @@ def test_standard_speed_is_priced_at_standard_rates(telemetry, replay):
     assert record.provider_cost_nusd == extracted_cost(body, FAST_MODEL, None)
 
 
+def test_anthropic_web_searches_are_priced_per_search(telemetry, replay):
+    usage = {**ANTHROPIC_USAGE, "service_tier": "standard", "server_tool_use": {"web_search_requests": 3}}
+    body = anthropic_message("claude-sonnet-4-5-20250929", usage)
+    replay.answer(body)
+    client = anthropic.Anthropic(api_key="sk-ant-test", base_url=replay.url)
+    tools = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}]
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=600, messages=MESSAGES, tools=tools)
+    attrs, record = stored(telemetry)
+    assert attrs["llmtally.usage.web_searches"] == record.web_searches == 3
+    cost = extracted_cost(body, "claude-sonnet-4-5", None)
+    assert record.provider_cost_nusd == cost
+    assert cost - genai_cost(record, "anthropic", "claude-sonnet-4-5", None) == 30_000_000  # $10 per 1000 searches
+
+
 def test_batch_tier_is_priced_as_batch_processing():
     """A tier of `batch` (Anthropic's batch results, or another instrumentation's) is genai-prices' batch context."""
     for provider, model, catalog in (

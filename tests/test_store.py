@@ -169,6 +169,7 @@ def full_record() -> Record:
         reasoning_tokens=40,
         input_audio_tokens=300,
         output_audio_tokens=90,
+        web_searches=2,
         usage_source="partial",
         service_tier="priority",
         speed="fast",

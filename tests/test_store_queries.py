@@ -250,7 +250,7 @@ def untiered(records: list[Record]) -> list[Record]:
     return [dataclasses.replace(r, service_tier=None) for r in records]
 
 
-ADDED_BY_5 = ("cache_write_1h_tokens", "speed", "input_audio_tokens", "output_audio_tokens")
+ADDED_BY_5 = ("cache_write_1h_tokens", "speed", "input_audio_tokens", "output_audio_tokens", "web_searches")
 
 
 def old_rows(records: Sequence[Record], dropped: Sequence[str]) -> tuple[list[str], list[tuple[Any, ...]]]:

@@ -28,6 +28,7 @@ _CACHE_WRITE = (
 _CACHE_WRITE_1H = ("llmtally.usage.cache_creation.1h.input_tokens",)
 _INPUT_AUDIO = ("llmtally.usage.audio.input_tokens",)
 _OUTPUT_AUDIO = ("llmtally.usage.audio.output_tokens",)
+_WEB_SEARCHES = ("llmtally.usage.web_searches",)
 _REASONING = ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens")
 _TTFT = ("gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_token", "gen_ai.server.ttft")
 _USER = ("user.id", "enduser.id", "gen_ai.request.user", "llm.user")
@@ -151,6 +152,7 @@ def to_record(
         reasoning_tokens=_tokens(attrs, _REASONING),
         input_audio_tokens=_tokens(attrs, _INPUT_AUDIO),
         output_audio_tokens=_tokens(attrs, _OUTPUT_AUDIO),
+        web_searches=_tokens(attrs, _WEB_SEARCHES),
         usage_source=str(attrs.get("llmtally.usage.source") or _usage_source(attrs)),
         service_tier=_service_tier(attrs),
         speed=_str(attrs.get("llmtally.speed")),

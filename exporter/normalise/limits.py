@@ -102,6 +102,7 @@ def check(record: Record) -> None:
     for name in _TOKENS:
         _bounded(name, getattr(record, name), MAX_TOKENS)
     _bounded("total_tokens", record.total_tokens, 2 * MAX_TOKENS)
+    _bounded("web_searches", record.web_searches, MAX_TOKENS, "count")
     for name, value in (("duration_s", record.duration_s), ("ttft_s", record.ttft_s)):
         if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
             raise Invalid(f"{name}={value!r} is not a duration in seconds between 0 and {MAX_SECONDS}")
@@ -123,9 +124,9 @@ def check_costs(record: Record) -> None:
             raise Invalid(f"{name}={value} is beyond {MAX_COST_NUSD} nano-USD (price x tokens)")
 
 
-def _bounded(name: str, value: int, most: int) -> None:
+def _bounded(name: str, value: int, most: int, what: str = "token count") -> None:
     if not 0 <= value <= most:
-        raise Invalid(f"{name}={value} is not a token count between 0 and {most}")
+        raise Invalid(f"{name}={value} is not a {what} between 0 and {most}")
 
 
 def _short(name: str, value: str | None, most: int) -> None:

@@ -51,6 +51,7 @@ class Record:
     reasoning_tokens: int = 0
     input_audio_tokens: int = 0  # of input_tokens, audio (priced apart)
     output_audio_tokens: int = 0  # of output_tokens, audio
+    web_searches: int = 0  # server-side web searches billed with the request (Anthropic's web search tool)
     usage_source: str = "none"  # provider | partial | none
     service_tier: str | None = None  # the tier that served it (priority, flex, batch...); priced at
     speed: str | None = None  # the inference speed mode that served it (Anthropic's `fast`); priced at

@@ -246,7 +246,18 @@ def _usage(record: Record) -> Usage:
     output_audio = max(record.output_audio_tokens, 0)
     input_tokens = max(record.input_tokens, cache_read + cache_write, input_audio)
     output_tokens = max(record.output_tokens, reasoning, output_audio)
-    return input_tokens, cache_read, cache_write, output_tokens, reasoning, cache_write_1h, input_audio, output_audio
+    searches = max(record.web_searches, 0)
+    return (
+        input_tokens,
+        cache_read,
+        cache_write,
+        output_tokens,
+        reasoning,
+        cache_write_1h,
+        input_audio,
+        output_audio,
+        searches,
+    )
 
 
 def _cost(resolved: _Resolved | None, usage: Usage, record: Record) -> int | None:

@@ -31,10 +31,11 @@ _SOURCES = {
     "cache_write_1h_tokens": 5,
     "input_audio_tokens": 6,
     "output_audio_tokens": 7,
+    "web_searches": 8,
 }
 # (input incl. cache and audio, cache read, cache write incl. 1-hour, output incl. reasoning and audio, reasoning,
-# 1-hour cache write, input audio, output audio)
-Usage = tuple[int, int, int, int, int, int, int, int]
+# 1-hour cache write, input audio, output audio, web searches)
+Usage = tuple[int, int, int, int, int, int, int, int, int]
 _REQUESTS = "requests"
 _ZERO = Decimal(0)
 

@@ -272,13 +272,14 @@ def _v4(dialect: Dialect) -> tuple[str, ...]:
     return (*(s for name, key in _V4_FAMILIES.items() for s in _v4_family(dialect, name, key)), _V4_DROPPED)
 
 
-# Priced apart, so kept on the records (no rollup key changes): Anthropic's 1-hour cache writes and fast mode,
-# OpenAI's audio tokens.
+# Priced apart, so kept on the records (no rollup key changes): Anthropic's 1-hour cache writes, fast mode and web
+# searches, OpenAI's audio tokens.
 _V5 = (
     "ALTER TABLE completion_records ADD COLUMN cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0",
     "ALTER TABLE completion_records ADD COLUMN speed TEXT",
     "ALTER TABLE completion_records ADD COLUMN input_audio_tokens BIGINT NOT NULL DEFAULT 0",
     "ALTER TABLE completion_records ADD COLUMN output_audio_tokens BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE completion_records ADD COLUMN web_searches BIGINT NOT NULL DEFAULT 0",
 )
 
 
@@ -301,7 +302,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "narrow rollups by model and by user, hourly and daily (backfilled); no response-model index",
         {"sqlite": _v4("sqlite"), "postgresql": _v4("postgresql")},
     ),
-    Migration(5, "cache_write_1h_tokens, speed and audio tokens on records", {"sqlite": _V5, "postgresql": _V5}),
+    Migration(
+        5, "cache_write_1h_tokens, speed, audio tokens and web searches on records", {"sqlite": _V5, "postgresql": _V5}
+    ),
 )
 
 
