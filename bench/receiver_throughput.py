@@ -26,23 +26,13 @@ from typing import Any
 
 import grpc
 import httpx
+from opentelemetry.exporter.otlp.proto.common._internal import _encode_key_value  # the OTel exporter's own encoder
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
 BATCH = 512
 MODELS = ("gpt-4o-mini", "gpt-4.1", "claude-haiku-4-5", "claude-sonnet-4-5", "o4-mini", "text-embedding-3-small")
 EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
-
-
-def _kv(key: str, value: object) -> KeyValue:
-    if isinstance(value, bool):
-        return KeyValue(key=key, value=AnyValue(bool_value=value))
-    if isinstance(value, int):
-        return KeyValue(key=key, value=AnyValue(int_value=value))
-    if isinstance(value, float):
-        return KeyValue(key=key, value=AnyValue(double_value=value))
-    return KeyValue(key=key, value=AnyValue(string_value=str(value)))
 
 
 def build_requests(records: int) -> list[bytes]:
@@ -93,13 +83,27 @@ def build_requests(records: int) -> list[bytes]:
                     event_name="llmtally.completion",
                     trace_id=os.urandom(16),
                     span_id=(i + 1).to_bytes(8, "big"),
-                    attributes=[_kv(k, v) for k, v in attrs.items()],
+                    attributes=[_encode_key_value(k, v) for k, v in attrs.items()],
                 )
             )
         request = ExportLogsServiceRequest(resource_logs=[ResourceLogs(scope_logs=[ScopeLogs(log_records=logs)])])
-        request.resource_logs[0].resource.attributes.append(_kv("service.name", "bench"))
+        request.resource_logs[0].resource.attributes.append(_encode_key_value("service.name", "bench"))
         out.append(request.SerializeToString())
     return out
+
+
+def send_all(export: Callable[..., object], requests: list[bytes], senders: int) -> None:
+    """Sends the requests from `senders` concurrent threads (each its share in turn, waiting for each answer)."""
+
+    def send(part: list[bytes]) -> None:
+        for body in part:
+            export(body, timeout=120)
+
+    threads = [threading.Thread(target=send, args=(requests[i::senders],)) for i in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def _free_port() -> int:
@@ -174,19 +178,11 @@ def run(store: str, records: int, senders: int, workers: int | None = None) -> d
                 memory.append(_rss_mib(process.pid))
                 time.sleep(0.5)
 
-        def send(part: list[bytes]) -> None:
-            for body in part:
-                export(body, timeout=120)
-
         sampler = threading.Thread(target=sample)
         sampler.start()
         cpu_before = _cpu_seconds(process.pid)
         started = time.perf_counter()
-        threads = [threading.Thread(target=send, args=(requests[i::senders],)) for i in range(senders)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        send_all(export, requests, senders)
         elapsed = time.perf_counter() - started
         cpu_after = _cpu_seconds(process.pid)
         done.set()

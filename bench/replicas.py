@@ -32,7 +32,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from receiver_throughput import BATCH, EXPORT, build_requests  # noqa: E402
+from receiver_throughput import BATCH, EXPORT, build_requests, send_all  # noqa: E402
 
 from collector import Collector, build_collector, write_config  # noqa: E402
 from pg_server import PostgresServer  # noqa: E402
@@ -164,10 +164,6 @@ def run(binary: Path, server: PostgresServer, count: int, records: int, senders:
         requests = build_requests(records)
         expected = sum(base) + records - len(warm) * BATCH  # the warm-up ids come again: not stored twice
 
-        def send(part: list[bytes]) -> None:
-            for body in part:
-                export(body, timeout=120)
-
         assert server.process is not None and collector.process is not None
         groups = {
             "replicas": [r.process.pid for r in replicas if r.process is not None],
@@ -179,11 +175,7 @@ def run(binary: Path, server: PostgresServer, count: int, records: int, senders:
         waits = Waits(dsn)
         waits.thread.start()
         started = time.perf_counter()
-        threads = [threading.Thread(target=send, args=(requests[i::senders],)) for i in range(senders)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        send_all(export, requests, senders)
         deadline = time.monotonic() + 600
         while sum(now := stored(replicas)) < expected:
             if time.monotonic() > deadline:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import anthropic
 import openai
+from opentelemetry.exporter.otlp.proto.common._internal import _encode_key_value
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 import llmtally
@@ -77,15 +77,6 @@ def test_anthropic_sdk_native_span_becomes_a_record(telemetry, provider, monkeyp
 
 
 def _span(scope: str, attrs: dict, kind: int = Span.SPAN_KIND_CLIENT, error: bool = False) -> ExportTraceServiceRequest:
-    def kv(key, value):
-        if isinstance(value, bool):
-            return KeyValue(key=key, value=AnyValue(bool_value=value))
-        if isinstance(value, int):
-            return KeyValue(key=key, value=AnyValue(int_value=value))
-        if isinstance(value, float):
-            return KeyValue(key=key, value=AnyValue(double_value=value))
-        return KeyValue(key=key, value=AnyValue(string_value=value))
-
     span = Span(
         trace_id=b"\x01" * 16,
         span_id=b"\x02" * 8,
@@ -93,14 +84,14 @@ def _span(scope: str, attrs: dict, kind: int = Span.SPAN_KIND_CLIENT, error: boo
         kind=kind,
         start_time_unix_nano=1_700_000_000_000_000_000,
         end_time_unix_nano=1_700_000_001_500_000_000,
-        attributes=[kv(k, v) for k, v in attrs.items()],
+        attributes=[_encode_key_value(k, v) for k, v in attrs.items()],
     )
     if error:
         span.status.code = 2
         span.status.message = "boom"
     request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])])
     request.resource_spans[0].scope_spans[0].scope.name = scope
-    request.resource_spans[0].resource.attributes.append(kv("service.name", "billing"))
+    request.resource_spans[0].resource.attributes.append(_encode_key_value("service.name", "billing"))
     return request
 
 

@@ -14,12 +14,12 @@ import grpc
 import httpx
 import psycopg
 import pytest
+from opentelemetry.exporter.otlp.proto.common._internal import _encode_key_value
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as trace_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from psycopg import errors as pgerrors
 
@@ -49,16 +49,6 @@ POISON_PRICING = {"overrides": [{"model": "poison-model", "input_per_mtok": 1000
 # --- OTLP helpers -------------------------------------------------------------------------------------------------
 
 
-def _kv(key: str, value: Any) -> KeyValue:
-    if isinstance(value, bool):
-        return KeyValue(key=key, value=AnyValue(bool_value=value))
-    if isinstance(value, int):
-        return KeyValue(key=key, value=AnyValue(int_value=value))
-    if isinstance(value, float):
-        return KeyValue(key=key, value=AnyValue(double_value=value))
-    return KeyValue(key=key, value=AnyValue(string_value=value))
-
-
 def span(i: int, start_ns: int | None = None, **overrides: Any) -> Span:
     """GenAI client span number i (span id i + 1); `overrides` replace or add attributes (dots as `__`)."""
     attrs: dict[str, Any] = {
@@ -79,7 +69,7 @@ def span(i: int, start_ns: int | None = None, **overrides: Any) -> Span:
         kind=Span.SPAN_KIND_CLIENT,
         start_time_unix_nano=start,
         end_time_unix_nano=start + 10**9,
-        attributes=[_kv(k, v) for k, v in attrs.items()],
+        attributes=[_encode_key_value(k, v) for k, v in attrs.items()],
     )
 
 

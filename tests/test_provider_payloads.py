@@ -138,6 +138,15 @@ def genai_cost(record: Record, provider_id: str, model: str, context: Mapping[st
     return to_nusd(price.total_price)
 
 
+def extracted_cost(
+    body: Mapping[str, Any], model: str, context: Mapping[str, str] | None, provider_id: str = "anthropic"
+) -> int:
+    """What genai-prices charges for an answer, its usage read by genai-prices' own extractor."""
+    flavor = "chat" if provider_id == "openai" else "default"
+    usage = genai_prices.extract_usage(body, provider_id=provider_id, api_flavor=flavor).usage
+    return to_nusd(genai_prices.calc_price(usage, model, provider_id=provider_id, price_context=context).total_price)
+
+
 def chat_completion(model: str, usage: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {
         "id": "chatcmpl-CZ4mQf8xq1v2W3e4R5t6Y7u8I9o0",
@@ -244,12 +253,6 @@ AUDIO_USAGE = {
 }
 
 
-def openai_extracted_cost(body: Mapping[str, Any], model: str) -> int:
-    """What genai-prices charges for an OpenAI chat answer, its usage read by genai-prices' own extractor."""
-    usage = genai_prices.extract_usage(body, provider_id="openai", api_flavor="chat").usage
-    return to_nusd(genai_prices.calc_price(usage, model, provider_id="openai").total_price)
-
-
 def test_audio_tokens_are_priced_at_the_audio_rates(telemetry, replay):
     body = chat_completion("gpt-audio-2025-08-28", AUDIO_USAGE)
     replay.answer(body)
@@ -258,7 +261,7 @@ def test_audio_tokens_are_priced_at_the_audio_rates(telemetry, replay):
     attrs, record = stored(telemetry)
     assert attrs["llmtally.usage.audio.input_tokens"] == 1100 and attrs["llmtally.usage.audio.output_tokens"] == 850
     assert (record.input_tokens, record.input_audio_tokens, record.output_audio_tokens) == (1300, 1100, 850)
-    assert record.provider_cost_nusd == openai_extracted_cost(body, "gpt-audio")
+    assert record.provider_cost_nusd == extracted_cost(body, "gpt-audio", None, "openai")
     # At the text rates it would be a fraction of that.
     assert record.provider_cost_nusd > 5 * genai_cost(record, "openai", "gpt-audio", None)
 
@@ -277,7 +280,9 @@ def test_streamed_audio_tokens(telemetry, replay):
     list(client.chat.completions.create(model="gpt-audio", messages=MESSAGES, stream=True))
     record = stored(telemetry)[1]
     assert (record.input_audio_tokens, record.output_audio_tokens, record.usage_source) == (1100, 850, "provider")
-    assert record.provider_cost_nusd == openai_extracted_cost(chat_completion("gpt-audio", AUDIO_USAGE), "gpt-audio")
+    assert record.provider_cost_nusd == extracted_cost(
+        chat_completion("gpt-audio", AUDIO_USAGE), "gpt-audio", None, "openai"
+    )
 
 
 def test_text_only_answers_carry_no_audio_attributes(telemetry, replay):
@@ -369,12 +374,13 @@ def test_anthropic_tier_from_usage(telemetry, replay):
     assert record.provider_cost_nusd == cost
 
 
-def test_anthropic_streamed_tier(telemetry, replay):
-    start_usage = {**ANTHROPIC_USAGE, "output_tokens": 1, "service_tier": "standard"}
-    message = {**anthropic_message("claude-sonnet-4-5-20250929", start_usage), "content": [], "stop_reason": None}
+def stream_anthropic(replay: Replay, model: str, usage: Mapping[str, Any]) -> None:
+    """Scripts an Anthropic stream: `message_start` with `usage` (one output token so far), a text block, and a
+    `message_delta` with the 503 output tokens in all."""
+    start = {**anthropic_message(model, {**usage, "output_tokens": 1}), "content": [], "stop_reason": None}
     replay.stream(
         [
-            {"type": "message_start", "message": message},
+            {"type": "message_start", "message": start},
             {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
             {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello!"}},
             {"type": "content_block_stop", "index": 0},
@@ -383,6 +389,10 @@ def test_anthropic_streamed_tier(telemetry, replay):
         ],
         named=True,
     )
+
+
+def test_anthropic_streamed_tier(telemetry, replay):
+    stream_anthropic(replay, "claude-sonnet-4-5-20250929", {**ANTHROPIC_USAGE, "service_tier": "standard"})
     client = anthropic.Anthropic(api_key="sk-ant-test", base_url=replay.url)
     list(client.messages.create(model="claude-sonnet-4-5", max_tokens=600, messages=MESSAGES, stream=True))
     record = stored(telemetry)[1]
@@ -390,18 +400,10 @@ def test_anthropic_streamed_tier(telemetry, replay):
     assert record.provider_cost_nusd == genai_cost(record, "anthropic", "claude-sonnet-4-5", None)
 
 
-def extracted_cost(body: Mapping[str, Any], model: str, context: Mapping[str, str] | None) -> int:
-    """What genai-prices charges for an Anthropic answer, its usage read by genai-prices' own extractor."""
-    usage = genai_prices.extract_usage(body, provider_id="anthropic").usage
-    return to_nusd(genai_prices.calc_price(usage, model, provider_id="anthropic", price_context=context).total_price)
-
-
 CACHE_SPLIT_USAGE = {
-    "input_tokens": 312,
+    **ANTHROPIC_USAGE,
     "cache_creation_input_tokens": 3072,
-    "cache_read_input_tokens": 4096,
     "cache_creation": {"ephemeral_5m_input_tokens": 1024, "ephemeral_1h_input_tokens": 2048},
-    "output_tokens": 503,
     "service_tier": "standard",
 }
 
@@ -421,17 +423,7 @@ def test_anthropic_1h_cache_writes_are_priced_apart(telemetry, replay):
 
 
 def test_anthropic_streamed_1h_cache_writes(telemetry, replay):
-    start = {**CACHE_SPLIT_USAGE, "output_tokens": 1}
-    message = {**anthropic_message("claude-sonnet-4-5-20250929", start), "content": [], "stop_reason": None}
-    replay.stream(
-        [
-            {"type": "message_start", "message": message},
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello!"}},
-            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 503}},
-            {"type": "message_stop"},
-        ],
-        named=True,
-    )
+    stream_anthropic(replay, "claude-sonnet-4-5-20250929", CACHE_SPLIT_USAGE)
     client = anthropic.Anthropic(api_key="sk-ant-test", base_url=replay.url)
     list(client.messages.create(model="claude-sonnet-4-5", max_tokens=600, messages=MESSAGES, stream=True))
     record = stored(telemetry)[1]
