@@ -332,10 +332,7 @@ class ResponseReader:
             self.finish_reasons = [reason]
         usage = data.get("usage")
         if isinstance(usage, Mapping):
-            self._anthropic_usage = {**(self._anthropic_usage or {}), **_present(usage)}
-            self.usage = usage_mod.from_anthropic(self._anthropic_usage)
-            self._tier(usage.get("service_tier"))
-            self._speed(usage.get("speed"))
+            self._anthropic_usage_part(usage)
         if self.capture:
             for block in data.get("content") or ():
                 if isinstance(block, Mapping) and isinstance(block.get("text"), str):
@@ -352,10 +349,7 @@ class ResponseReader:
             if isinstance(delta, Mapping) and isinstance(delta.get("stop_reason"), str):
                 self.finish_reasons = [delta["stop_reason"]]
             if isinstance(data.get("usage"), Mapping):
-                self._anthropic_usage = {**(self._anthropic_usage or {}), **_present(data["usage"])}
-                self.usage = usage_mod.from_anthropic(self._anthropic_usage)
-                self._tier(data["usage"].get("service_tier"))
-                self._speed(data["usage"].get("speed"))
+                self._anthropic_usage_part(data["usage"])
         elif kind == "content_block_delta":
             delta = data.get("delta")
             if isinstance(delta, Mapping) and isinstance(delta.get("text"), str):
@@ -389,7 +383,13 @@ class ResponseReader:
         if isinstance(tier, str) and tier:
             self.service_tier = tier
 
-    def _speed(self, speed: Any) -> None:
+    def _anthropic_usage_part(self, usage: Mapping[str, Any]) -> None:
+        """One Anthropic usage object (a message's, or a stream's `message_start` then `message_delta` parts, each
+        adding to the last): the counts so far, and the tier and speed that served the request."""
+        self._anthropic_usage = {**(self._anthropic_usage or {}), **_present(usage)}
+        self.usage = usage_mod.from_anthropic(self._anthropic_usage)
+        self._tier(usage.get("service_tier"))
+        speed = usage.get("speed")
         if isinstance(speed, str) and speed:
             self.speed = speed
 

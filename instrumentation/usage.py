@@ -67,7 +67,9 @@ def from_openai(usage: Mapping[str, Any]) -> Usage:
     input_audio = _int(prompt_details.get("audio_tokens")) or _int(input_details.get("audio_tokens"))
     output_audio = _int(completion_details.get("audio_tokens")) or _int(output_details.get("audio_tokens"))
     total = _int(get("total_tokens")) or prompt + completion
-    return Usage(prompt, completion, total, cached, cache_write, reasoning, 0, input_audio, output_audio)
+    return Usage(
+        prompt, completion, total, cached, cache_write, reasoning, input_audio=input_audio, output_audio=output_audio
+    )
 
 
 def from_anthropic(usage: Mapping[str, Any]) -> Usage:

@@ -157,7 +157,7 @@ class CatalogPrice:
         self._by_price: dict[int, Rate] = {}
         # Tier variants apply to the provider's own models only, as in genai-prices (not to a fallback provider's).
         self._tiered = bool(model.price_variants) and any(m is model for m in provider.models)
-        self._by_tier: dict[tuple[int, str | None, str | None, str | None], Rate] = {}
+        self._by_tier: dict[tuple[int, tuple[tuple[str, str], ...]], Rate] = {}
 
     def rate_at(self, time_ns: int, tier: str | None = None, speed: str | None = None) -> Rate:
         """The price in force at `time_ns` (start dates by UTC day, off-peak hours by time of day) for requests
@@ -178,7 +178,7 @@ class CatalogPrice:
     def _tier_rate(self, time_ns: int, context: Mapping[str, str]) -> Rate:
         if self._time_of_day:
             return Rate(self._model.get_prices(utc(time_ns), context))
-        key = (time_ns // _DAY_NS, context.get("service_tier"), context.get("processing"), context.get("speed"))
+        key = (time_ns // _DAY_NS, tuple(context.items()))
         rate = self._by_tier.get(key)
         if rate is None:
             if len(self._by_tier) >= MAX_TIER_RATES:
