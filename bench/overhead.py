@@ -6,6 +6,8 @@ rounds, and reports per-call CPU time (calling thread and whole process, each th
 blocks of calls) and wall time, the overhead over ``none`` and the ratio of llmtally's overhead to each peer's.
 Markdown goes to stdout, JSON to ``bench/results/overhead.json``. ``--variants none llmtally llmtally-no-span ...``
 adds llmtally with one piece of its hot path turned into a no-op, for the breakdown.
+``--variants ... sdk-floor`` adds a variant that is not instrumented but sends llmtally's span and audit event of each
+call straight through the SDK, and times that sending alone in a tight loop: the OpenTelemetry SDK's own share.
 ``--profile VARIANT`` instead prints a cProfile of that variant's measured calls (top functions by tottime).
 The telemetry table also gives the CPU of the one metric collection at the end, per call: llmtally records its
 histograms there (queued by each call), so that work is in neither CPU column of the scenario tables.
@@ -37,7 +39,9 @@ VARIANTS = ("none", "llmtally", "otel-genai-openai", "openllmetry")
 # Opt-in (--variants): llmtally without include_usage on streams, and llmtally with one piece of its hot path
 # replaced by a no-op (the breakdown: the piece costs what its removal saves).
 ABLATIONS = ("span", "audit-event", "metrics", "body-reading")
-EXTRA_VARIANTS = ("llmtally-no-stream-usage", *(f"llmtally-no-{piece}" for piece in ABLATIONS))
+# `sdk-floor`: no instrumentation, but each call also sends llmtally's span and audit event of that scenario (captured
+# from one instrumented call) through the pipeline: what the OpenTelemetry SDK alone costs for that telemetry.
+EXTRA_VARIANTS = ("llmtally-no-stream-usage", *(f"llmtally-no-{piece}" for piece in ABLATIONS), "sdk-floor")
 PEERS = ("otel-genai-openai", "openllmetry")
 SCENARIOS = ("non-stream", "stream")
 STREAM_CHUNKS = 50
@@ -142,7 +146,7 @@ class _Pipeline:
 def _instrument(variant: str, pipeline: _Pipeline) -> dict[str, Any]:
     """Turn on one variant's instrumentation; returns how it went (dependency check, skip_dep_check...)."""
     info: dict[str, Any] = {"variant": variant}
-    if variant == "none":
+    if variant in ("none", "sdk-floor"):
         return info
     from importlib.metadata import version
 
@@ -228,6 +232,91 @@ def _calls(client: Any) -> dict[str, Callable[[], None]]:
     return {"non-stream": non_stream, "stream": stream}
 
 
+def _sdk_floor(
+    pipeline: _Pipeline, calls: dict[str, Callable[[], None]]
+) -> tuple[dict[str, Callable[[], None]], dict[str, Callable[[], None]]]:
+    """Per scenario: the call followed by llmtally's span and audit event for it sent straight through the SDK, and
+    that sending alone. The span and the event are captured from one call made with llmtally instrumented into
+    in-memory exporters, then llmtally is turned off again."""
+    from importlib.metadata import version
+
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import llmtally
+
+    spans, logs = InMemorySpanExporter(), InMemoryLogRecordExporter()
+    tracer_provider, logger_provider = TracerProvider(), LoggerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    tracer = pipeline.tracer_provider.get_tracer("llmtally", version("llmtally"))
+    logger = pipeline.logger_provider.get_logger("llmtally", version("llmtally"))
+    emits: dict[str, Callable[[], None]] = {}
+    for scenario, call in calls.items():
+        spans.clear()
+        logs.clear()
+        llmtally.instrument(
+            tracer_provider=tracer_provider, logger_provider=logger_provider, meter_provider=MeterProvider()
+        )
+        call()
+        llmtally.uninstrument()
+        (span,), (event,) = spans.get_finished_spans(), logs.get_finished_logs()
+        emits[scenario] = _sender(tracer, logger, span.name, dict(span.attributes or {}), event.log_record)
+
+    def then_emit(call: Callable[[], None], emit: Callable[[], None]) -> Callable[[], None]:
+        def both() -> None:
+            call()
+            emit()
+
+        return both
+
+    return {k: then_emit(calls[k], emits[k]) for k in calls}, emits
+
+
+def _sender(tracer: Any, logger: Any, name: str, span_attrs: dict[str, Any], event: Any) -> Callable[[], None]:
+    """Sends one span named `name` with `span_attrs` and one log record like `event`, as llmtally does."""
+    from opentelemetry import trace
+    from opentelemetry._logs import SeverityNumber
+    from opentelemetry.trace import SpanKind
+
+    event_name, event_attrs = event.event_name, dict(event.attributes or {})
+
+    def send() -> None:
+        span = tracer.start_span(name, kind=SpanKind.CLIENT)
+        span.set_attributes(span_attrs)
+        span.end()
+        logger.emit(
+            timestamp=time.time_ns(),
+            context=trace.set_span_in_context(span),
+            severity_number=SeverityNumber.INFO,
+            event_name=event_name,
+            attributes=event_attrs,
+        )
+
+    return send
+
+
+TIGHT_LOOP = (15, 200)  # blocks, runs per block
+
+
+def _tight_loop_us(work: Callable[[], None]) -> float:
+    """Calling-thread CPU µs of one `work()`, the median of its least disturbed block of back-to-back runs."""
+    blocks, n = TIGHT_LOOP
+    best = float("inf")
+    for _ in range(blocks):
+        times = []
+        for _ in range(n):
+            c0 = time.thread_time_ns()
+            work()
+            times.append(time.thread_time_ns() - c0)
+        best = min(best, statistics.median(times))
+    return best / 1000
+
+
 def _measure(call: Callable[[], None], n: int, blocks: int) -> dict[str, Any]:
     """``n`` calls: per-call wall and calling-thread CPU ns, plus whole-process CPU per call (all threads),
     overall and per block of ``n // blocks`` consecutive calls."""
@@ -278,6 +367,9 @@ def worker(args: argparse.Namespace) -> None:
     info = _instrument(args.worker, pipeline)
     client = openai.OpenAI(base_url=args.base_url, api_key="sk-fake", max_retries=0)
     calls = _calls(client)
+    emits: dict[str, Callable[[], None]] = {}
+    if args.worker == "sdk-floor":
+        calls, emits = _sdk_floor(pipeline, calls)
     counts = {"non-stream": args.n, "stream": args.n_stream}
     out: dict[str, Any] = {"info": info, "scenarios": {}}
     profiles: dict[str, str] = {}
@@ -293,7 +385,11 @@ def worker(args: argparse.Namespace) -> None:
             profiler.disable()
             profiles[scenario] = _profile_text(profiler, args.profile_top)
     client.close()
+    # The SDK's own cost of llmtally's span and audit event, alone in a tight loop (steadier than the difference
+    # of two variants on a busy machine).
+    floor = {scenario: _tight_loop_us(emit) for scenario, emit in emits.items()}
     out["telemetry"] = pipeline.finish()
+    out["telemetry"]["sdk_floor_us"] = floor
     out["telemetry"]["calls"] = 2 * args.warmup + args.n + args.n_stream
     if profiles:
         out["profile"] = "\n".join(f"===== {args.profile}: {k} =====\n{v}" for k, v in profiles.items())
@@ -468,6 +564,15 @@ def markdown(report: dict[str, Any], telemetry: dict[str, dict[str, Any]], meta:
             f"| {sum(tel['metric_points'].values())} | {tel.get('collect_cpu_us', 0) / max(1, tel['calls']):.1f} "
             f"| {names} |"
         )
+    for variant, tel in telemetry.items():
+        if tel.get("sdk_floor_us"):
+            shown = ", ".join(f"{scenario} {us:.1f} us" for scenario, us in tel["sdk_floor_us"].items())
+            sent = TIGHT_LOOP[0] * TIGHT_LOOP[1] * len(tel["sdk_floor_us"])
+            lines += [
+                "",
+                f"{variant}: llmtally's span and audit event through the SDK alone, tight loop: {shown} "
+                f"(its {sent} spans and log records are in the counts above)",
+            ]
     return "\n".join(lines)
 
 
