@@ -196,7 +196,7 @@ def _ablate(piece: str) -> None:
     from opentelemetry.metrics import NoOpHistogram
 
     from llmtally.instrumentation import runtime
-    from llmtally.instrumentation.response import ResponseReader
+    from llmtally.instrumentation.reader import ResponseReader
 
     rt = runtime.get()
     assert rt is not None

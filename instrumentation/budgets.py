@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import attribution, semconv
+from .telemetry import version
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Observation
@@ -105,23 +106,6 @@ def parse(payload: bytes) -> Index:
     return tuple(tables.items())
 
 
-def key_from_client(instance: Any, options: Any) -> str | None:
-    """The `sha256:` id of the key an SDK client sends: a per-request header, else the client's own key."""
-    from .call import key_from_headers, key_id
-
-    headers = getattr(options, "headers", None)
-    if isinstance(headers, Mapping):
-        lowered = {str(k).lower(): v for k, v in headers.items() if isinstance(v, str)}
-        found = key_from_headers(lowered)
-        if found:
-            return found
-    for attr in ("api_key", "auth_token"):
-        secret = getattr(instance, attr, None)
-        if isinstance(secret, str) and secret:
-            return key_id(secret)
-    return None
-
-
 @dataclass(frozen=True)
 class Config:
     """Where the budget state comes from and what to do without it."""
@@ -163,13 +147,11 @@ _metrics_lock = threading.Lock()
 def _metrics_for(meter_provider: Any) -> Metrics:
     from opentelemetry import metrics
 
-    from .telemetry import _version
-
     provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
     with _metrics_lock:
         found = _metrics.get(provider)
         if found is None:
-            meter = metrics.get_meter(semconv.INSTRUMENTATION_SCOPE, _version(), meter_provider)
+            meter = metrics.get_meter(semconv.INSTRUMENTATION_SCOPE, version(), meter_provider)
             found = _metrics[provider] = Metrics(meter)
         return found
 

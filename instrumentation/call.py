@@ -1,17 +1,18 @@
 """One LLM request from start to end, whichever layers saw it, and the telemetry it becomes.
 
-A call has one or more HTTP attempts (the SDK's retries). It ends when both the layer that opened it has let go
-(the SDK method returned or raised, or the HTTP send returned) and the body of its last attempt has been read,
-closed or dropped. Then it emits exactly one span, one audit event and its metrics.
+A call has one or more attempts (the SDK's retries). It ends when both the layer that opened it has let go (the
+SDK method returned or raised, or the HTTP send returned) and the body of its last attempt has been read, closed or
+dropped. Then it emits exactly one span, one audit event and its metrics. It knows no provider: what a request and
+an answer say is read by its endpoint (`apis`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from contextvars import ContextVar
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -20,32 +21,18 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from . import attribution, content, errors, ratelimit, semconv
-from .providers import Route
-from .request import RequestInfo
-from .response import ResponseReader
+from .apis.base import Endpoint, Request
+from .keys import key_from_headers
+from .reader import ResponseReader
 from .safety import quiet
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
-
-_KEY_HEADERS = ("authorization", "x-api-key", "api-key")
-_KEY_IDS: dict[str, str] = {}
-
-
-def key_id(secret: str) -> str:
-    """A short, stable hash that names a provider key without revealing it."""
-    found = _KEY_IDS.get(secret)
-    if found is None:
-        if len(_KEY_IDS) > 1024:
-            _KEY_IDS.clear()
-        found = _KEY_IDS[secret] = "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
-    return found
-
+from .settings import Settings
+from .telemetry import Telemetry
 
 _UNRESOLVED_TIERS = ("auto", "")  # request settings that name no tier; Anthropic's standard_only is "standard"
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid")
 
 
-def service_tier(answered: str | None, request: RequestInfo) -> str | None:
+def service_tier(answered: str | None, request: Request) -> str | None:
     """The tier a call was served (and is priced) at: the one the answer reports, else the one the request asked for
     (unless it left the choice to the provider)."""
     if answered:
@@ -54,15 +41,6 @@ def service_tier(answered: str | None, request: RequestInfo) -> str | None:
     if not isinstance(asked, str) or asked in _UNRESOLVED_TIERS:
         return None
     return "standard" if asked == "standard_only" else asked
-
-
-def key_from_headers(headers: Mapping[str, str]) -> str | None:
-    """The key id of the provider key in request headers (lower-case names), if any."""
-    for name in _KEY_HEADERS:
-        value = headers.get(name)
-        if value:
-            return key_id(value.removeprefix("Bearer ").strip())
-    return None
 
 
 class LLMCall:
@@ -75,6 +53,7 @@ class LLMCall:
         "attribution",
         "body_open",
         "ended",
+        "endpoint",
         "error",
         "error_in_body",
         "events",
@@ -84,30 +63,43 @@ class LLMCall:
         "provider",
         "ratelimits",
         "reader",
+        "reads_http",
         "request",
         "request_id",
-        "route",
-        "rt",
         "scope_open",
+        "settings",
         "span",
         "start_ns",
         "status",
         "stream_outcome",
+        "telemetry",
     )
 
     def __init__(
-        self, rt: Runtime, route: Route, provider: str, request: RequestInfo, host: str, port: int | None
+        self,
+        settings: Settings,
+        telemetry: Telemetry,
+        endpoint: Endpoint,
+        provider: str,
+        request: Request,
+        host: str,
+        port: int | None,
+        *,
+        reads_http: bool = True,
     ) -> None:
-        self.rt = rt
-        self.route = route
+        self.settings = settings
+        self.telemetry = telemetry
+        self.endpoint = endpoint
         self.provider = provider
         self.request = request
         self.host = host
         self.port = port
+        self.reads_http = reads_http  # False: the SDK hook reads the answers itself; the HTTP hook stays out
         self.start_ns = time.time_ns()
         self.attribution = attribution.current()
-        name = f"{route.operation} {request.model}" if request.model else route.operation
-        self.span = rt.telemetry.tracer.start_span(name, kind=SpanKind.CLIENT, start_time=self.start_ns)
+        operation = endpoint.operation
+        name = f"{operation} {request.model}" if request.model else operation
+        self.span = telemetry.tracer.start_span(name, kind=SpanKind.CLIENT, start_time=self.start_ns)
         self._context = trace.set_span_in_context(self.span)  # also the audit event's (its trace and span ids)
         self._token: object | None = otel_context.attach(self._context)
         self.attempts = 0
@@ -126,8 +118,8 @@ class LLMCall:
 
     # Attempts ----------------------------------------------------------------------------------------------
 
-    def begin_attempt(self, headers: Mapping[str, str], *, inject_usage: bool) -> ResponseReader:
-        """A new HTTP attempt is about to be sent; an earlier one was retried."""
+    def begin_attempt(self, headers: Mapping[str, str], *, inject_usage: bool = False) -> ResponseReader:
+        """A new attempt is about to be sent; an earlier one was retried."""
         if self.attempts:
             event: dict[str, AttributeValue] = {"attempt": self.attempts}
             if self.status is not None:
@@ -143,16 +135,21 @@ class LLMCall:
         self.error = None
         self.error_in_body = False
         self.body_open = False
-        reader = ResponseReader(self.route.api, capture=self.rt.settings.capture_content, drop_usage_chunk=inject_usage)
+        reader = ResponseReader(self.endpoint, capture=self.settings.capture_content, drop_usage_chunk=inject_usage)
         self.reader = reader
         return reader
 
     def attempt_answered(self, status: int, headers: Mapping[str, str]) -> None:
+        """The attempt was answered with `status` and `headers` (lower-case names)."""
         self.status = status
         limits = ratelimit.read(headers)
         if limits is not None:
             self.ratelimits = limits
-        self.request_id = headers.get("x-request-id") or headers.get("request-id") or self.request_id
+        for name in _REQUEST_ID_HEADERS:
+            found = headers.get(name)
+            if found:
+                self.request_id = found
+                break
 
     def attempt_failed(self, error: BaseException) -> None:
         self.error = error
@@ -204,8 +201,7 @@ class LLMCall:
             if semconv.ERROR_TYPE in attrs:
                 span.set_status(Status(StatusCode.ERROR, str(attrs.get(semconv.ERROR_MESSAGE, ""))))
         span.end(end_ns)
-        tel = self.rt.telemetry
-        tel.logger.emit(
+        self.telemetry.logger.emit(
             timestamp=end_ns,
             context=self._context,
             severity_number=SeverityNumber.ERROR if semconv.ERROR_TYPE in attrs else SeverityNumber.INFO,
@@ -215,10 +211,11 @@ class LLMCall:
         self._record_metrics(attrs, metric_attrs, (end_ns - self.start_ns) / 1e9)
 
     def _attributes(self, end_ns: int) -> tuple[dict[str, AttributeValue], dict[str, AttributeValue]]:
-        reader = self.reader
+        answer = self.reader.answer if self.reader is not None else None
         request = self.request
+        operation = self.endpoint.operation
         attrs: dict[str, AttributeValue] = {
-            semconv.OPERATION: self.route.operation,
+            semconv.OPERATION: operation,
             semconv.PROVIDER: self.provider,
             semconv.REQUEST_MODEL: request.model,
             semconv.SERVER_ADDRESS: self.host,
@@ -229,27 +226,27 @@ class LLMCall:
         attrs.update(request.attributes)
         metric_attrs: dict[str, AttributeValue] = {
             semconv.PROVIDER: self.provider,
-            semconv.OPERATION: self.route.operation,
+            semconv.OPERATION: operation,
             semconv.REQUEST_MODEL: request.model,
         }
-        if reader is not None:
-            if reader.response_id:
-                attrs[semconv.RESPONSE_ID] = reader.response_id
-            if reader.response_model:
-                attrs[semconv.RESPONSE_MODEL] = metric_attrs[semconv.RESPONSE_MODEL] = reader.response_model
-            if reader.finish_reasons:
-                attrs[semconv.RESPONSE_FINISH_REASONS] = reader.finish_reasons
-            if request.stream and reader.first_chunk_ns is not None:
-                attrs[semconv.RESPONSE_TIME_TO_FIRST_CHUNK] = (reader.first_chunk_ns - self.start_ns) / 1e9
-            if reader.service_tier and self.route.api.startswith("openai."):
-                attrs[semconv.RESPONSE_SERVICE_TIER] = reader.service_tier
-        tier = service_tier(reader.service_tier if reader is not None else None, request)
+        if answer is not None:
+            if answer.response_id:
+                attrs[semconv.RESPONSE_ID] = answer.response_id
+            if answer.response_model:
+                attrs[semconv.RESPONSE_MODEL] = metric_attrs[semconv.RESPONSE_MODEL] = answer.response_model
+            if answer.finish_reasons:
+                attrs[semconv.RESPONSE_FINISH_REASONS] = answer.finish_reasons
+            if request.stream and answer.first_chunk_ns is not None:
+                attrs[semconv.RESPONSE_TIME_TO_FIRST_CHUNK] = (answer.first_chunk_ns - self.start_ns) / 1e9
+            if answer.service_tier and self.endpoint.reports_openai_tier:
+                attrs[semconv.RESPONSE_SERVICE_TIER] = answer.service_tier
+        tier = service_tier(answer.service_tier if answer is not None else None, request)
         if tier:
             attrs[semconv.SERVICE_TIER] = tier
-        speed = (reader.speed if reader is not None else None) or request.attributes.get(semconv.REQUEST_SPEED)
+        speed = (answer.speed if answer is not None else None) or request.attributes.get(semconv.REQUEST_SPEED)
         if speed:
             attrs[semconv.SPEED] = speed
-        usage = reader.usage if reader is not None else None
+        usage = answer.usage if answer is not None else None
         if usage is not None:
             attrs[semconv.USAGE_INPUT_TOKENS] = usage.input
             attrs[semconv.USAGE_OUTPUT_TOKENS] = usage.output
@@ -263,6 +260,8 @@ class LLMCall:
                 attrs[semconv.USAGE_OUTPUT_AUDIO_TOKENS] = usage.output_audio
             if usage.web_searches:
                 attrs[semconv.USAGE_WEB_SEARCHES] = usage.web_searches
+            for unit, amount in usage.extra.items():
+                attrs[semconv.USAGE_UNIT_PREFIX + unit] = amount
             attrs[semconv.USAGE_REASONING_TOKENS] = usage.reasoning
             complete = not request.stream or self.stream_outcome == "completed"
             attrs[semconv.USAGE_SOURCE] = "provider" if complete else "partial"
@@ -289,8 +288,8 @@ class LLMCall:
             attrs[semconv.USER_ID] = request.user
         if self.key:
             attrs[semconv.API_KEY] = self.key
-        if self.rt.settings.environment:
-            attrs[semconv.ENVIRONMENT] = self.rt.settings.environment
+        if self.settings.environment:
+            attrs[semconv.ENVIRONMENT] = self.settings.environment
         attrs.update(who)
         for key in semconv.METRIC_ONLY_KEYS:
             if key in attrs:
@@ -299,37 +298,70 @@ class LLMCall:
         return attrs, metric_attrs
 
     def _error_attributes(self, attrs: dict[str, AttributeValue]) -> None:
-        reader = self.reader
-        message: str | None = reader.error_message if reader is not None else None
+        answer = self.reader.answer if self.reader is not None else None
+        message: str | None = answer.error_message if answer is not None else None
         if self.status is not None and self.status >= 400:
             attrs[semconv.ERROR_TYPE] = errors.from_status(self.status)
         elif self.error is not None:
             attrs[semconv.ERROR_TYPE] = errors.from_exception(self.error, in_body=self.error_in_body)
             message = message or f"{type(self.error).__name__}: {self.error}"[:500]
-        elif reader is not None and reader.error_type is not None:
-            attrs[semconv.ERROR_TYPE] = errors.from_provider(reader.error_type)
+        elif answer is not None and answer.error_type is not None:
+            attrs[semconv.ERROR_TYPE] = errors.from_provider(answer.error_type)
         if semconv.ERROR_TYPE in attrs and message:
             attrs[semconv.ERROR_MESSAGE] = message
 
     def _content_attributes(self, attrs: dict[str, AttributeValue]) -> None:
-        settings = self.rt.settings
+        settings = self.settings
         if not settings.capture_content:
             return
         patterns, limit = settings.redact_patterns, settings.capture_max_bytes
         if self.request.body:
             attrs[semconv.INPUT_MESSAGES] = content.input_messages(self.request.body, patterns, limit)
-        if self.reader is not None and self.reader.output:
+        answer = self.reader.answer if self.reader is not None else None
+        if answer is not None and answer.output:
             attrs[semconv.OUTPUT_MESSAGES] = content.output_messages(
-                self.reader.output, self.reader.finish_reasons, patterns, limit
+                answer.output, answer.finish_reasons, patterns, limit
             )
 
     def _record_metrics(
         self, attrs: Mapping[str, Any], metric_attrs: dict[str, AttributeValue], seconds: float
     ) -> None:
-        tel = self.rt.telemetry
-        usage = self.reader.usage if self.reader is not None else None
+        tel = self.telemetry
+        usage = self.reader.answer.usage if self.reader is not None else None
         tel.totals.count(metric_attrs, semconv.ERROR_TYPE in metric_attrs, usage)
         ttft = attrs.get(semconv.RESPONSE_TIME_TO_FIRST_CHUNK)
         tel.histograms(seconds, ttft, usage, metric_attrs, self.host, self.port, otel_context.get_current())
         if self.ratelimits:
             tel.totals.rate_limits(self.provider, self.request.model, self.ratelimits)
+
+
+current_call: ContextVar[LLMCall | None] = ContextVar("llmtally_current_call", default=None)
+"""The call an SDK hook has opened in this context, so that the HTTP hook joins it instead of opening another."""
+
+
+def run(call: LLMCall, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Runs the SDK method that opened `call` as the current call; the call's scope ends with it."""
+    token = current_call.set(call)
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as error:
+        current_call.reset(token)
+        call.leave_scope(error)
+        raise
+    current_call.reset(token)
+    call.leave_scope()
+    return result
+
+
+async def run_async(call: LLMCall, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """`run` for an async SDK method."""
+    token = current_call.set(call)
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as error:
+        current_call.reset(token)
+        call.leave_scope(error)
+        raise
+    current_call.reset(token)
+    call.leave_scope()
+    return result

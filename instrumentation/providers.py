@@ -1,9 +1,8 @@
-"""Which provider and which API a request goes to, from its URL."""
+"""Which provider a request goes to, from its URL (and the SDK client that sends it)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Final
 
 # Provider names: the GenAI semconv values where they exist, else the provider's own short name.
@@ -19,46 +18,23 @@ KNOWN_HOSTS: Final[dict[str, str]] = {
     "api.together.ai": "together",
     "api.fireworks.ai": "fireworks",
     "api.perplexity.ai": "perplexity",
+    "api.cohere.com": "cohere",
     "api.cohere.ai": "cohere",
     "generativelanguage.googleapis.com": "gcp.gemini",
+    "aiplatform.googleapis.com": "gcp.vertex_ai",
 }
 AZURE_OPENAI: Final = "azure.ai.openai"
+VERTEX_AI: Final = "gcp.vertex_ai"
+BEDROCK: Final = "aws.bedrock"
+GEMINI: Final = "gcp.gemini"
 HOST_SUFFIXES: Final[tuple[tuple[str, str], ...]] = (
     (".openai.azure.com", AZURE_OPENAI),
     (".cognitiveservices.azure.com", AZURE_OPENAI),
     (".services.ai.azure.com", AZURE_OPENAI),
+    ("-aiplatform.googleapis.com", VERTEX_AI),  # {region}-aiplatform.googleapis.com
 )
 OLLAMA_PORT: Final = 11434
 VLLM_HINT: Final = "vllm"
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One LLM API: the semconv operation name and the wire format of its answers."""
-
-    operation: str
-    api: str  # openai.chat | openai.completions | openai.responses | openai.embeddings | anthropic | ollama
-
-
-# Path suffix -> route. Checked in order; the first suffix that matches wins.
-ROUTES: Final[tuple[tuple[str, Route], ...]] = (
-    ("/chat/completions", Route("chat", "openai.chat")),
-    ("/completions", Route("text_completion", "openai.completions")),
-    ("/responses", Route("chat", "openai.responses")),
-    ("/embeddings", Route("embeddings", "openai.embeddings")),
-    ("/messages", Route("chat", "anthropic")),
-    ("/api/chat", Route("chat", "ollama")),
-    ("/api/generate", Route("text_completion", "ollama")),
-)
-
-
-def route_for(path: str) -> Route | None:
-    """The LLM API a request path addresses, or None for any other request."""
-    path = path.rstrip("/")
-    for suffix, route in ROUTES:
-        if path.endswith(suffix):
-            return route
-    return None
 
 
 def provider_for(
@@ -68,27 +44,30 @@ def provider_for(
     *,
     default: str | None,
     overrides: Mapping[str, str],
-    azure: bool = False,
+    client: str | None = None,
 ) -> str:
     """The provider name for a request to `host:port/path`.
 
-    Order: the configured host map (`host:port` then `host`), an Azure client (`azure`: the SDK's Azure client
-    classes, or an `api-version` query, whatever the host: gateways and custom domains), the known public hosts,
-    Azure host suffixes and deployment paths, Ollama's port or native paths, then `default` (the SDK's own
-    provider), then `openai_compatible`.
+    Order: the configured host map (`host:port` then `host`), the provider the SDK client names (`client`: its
+    Azure, Bedrock or Vertex client classes, or an `api-version` query for Azure, whatever the host: gateways and
+    custom domains), the known public hosts, host suffixes (Azure, Vertex AI), Bedrock's runtime hosts and Azure
+    deployment paths, Ollama's port or native paths, then `default` (the SDK's own provider, or the one provider
+    that speaks the request's API), then `openai_compatible`.
     """
     host = host.lower()
     if overrides:
         for key in (f"{host}:{port}", host):
             if key in overrides:
                 return overrides[key]
-    if azure:
-        return AZURE_OPENAI
+    if client:
+        return client
     if host in KNOWN_HOSTS:
         return KNOWN_HOSTS[host]
     for suffix, name in HOST_SUFFIXES:
         if host.endswith(suffix):
             return name
+    if host.startswith(("bedrock-runtime.", "bedrock-runtime-fips.")) and host.endswith(".amazonaws.com"):
+        return BEDROCK
     if "/openai/deployments/" in path:
         return AZURE_OPENAI
     if port == OLLAMA_PORT or path.startswith("/api/"):

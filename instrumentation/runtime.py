@@ -1,17 +1,20 @@
-"""The instrumentation's shared state: settings, telemetry handles, and which hooks are on.
+"""The instrumentation's shared state: settings, telemetry handles, which hooks are on, and how a hook opens a call.
 
-The HTTP-client hook is installed while any llmtally instrumentor is on (the SDK hooks read bodies through it);
-calls that no SDK hook opened are recorded only while `llmtally_http` is on. Hard-budget enforcement (see
-`budgets`) starts with the first hook on and stops with the last one off.
+Calls that no SDK hook opened are recorded by the HTTP-client hook only while `llmtally_http` is on. Hard-budget
+enforcement (see `budgets`) starts with the first hook on and stops with the last one off.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import budgets as budget_state
+from .apis.base import Endpoint, Request
+from .budgets import BudgetError
+from .call import LLMCall
 from .settings import Settings
 from .telemetry import Telemetry
 
@@ -27,6 +30,27 @@ class Runtime:
     def records_plain_http(self) -> bool:
         return "http" in self.users
 
+    def open(
+        self,
+        endpoint: Endpoint,
+        provider: str,
+        request: Request,
+        host: str,
+        port: int | None,
+        key: Callable[[], str | None],
+        *,
+        reads_http: bool = True,
+    ) -> LLMCall | BudgetError:
+        """A new call, or the error that refuses it when it is over a hard budget (nothing is sent then).
+
+        `key` gives the provider key's id, computed only when a budget is scoped by API key."""
+        enforcer = self.budgets
+        if enforcer is not None and enforcer.armed:
+            refused = enforcer.refusal(provider, request.model, request.user, self.settings.environment, key)
+            if refused is not None:
+                return refused
+        return LLMCall(self.settings, self.telemetry, endpoint, provider, request, host, port, reads_http=reads_http)
+
 
 _lock = threading.Lock()
 _current: Runtime | None = None
@@ -38,10 +62,9 @@ def get() -> Runtime | None:
 
 
 def activate(user: str, **kwargs: Any) -> Runtime:
-    """Turns on hook `user` ("openai", "anthropic", "http"), with the providers and settings in `kwargs`."""
+    """Turns on hook `user` ("openai", "anthropic", "google_genai", "botocore", "http"), with the providers and
+    settings in `kwargs`."""
     global _current
-    from .http import hooks
-
     with _lock:
         providers = {k: kwargs.get(k) for k in ("tracer_provider", "meter_provider", "logger_provider")}
         overrides = {k: v for k, v in kwargs.items() if k in Settings.__dataclass_fields__}
@@ -51,20 +74,18 @@ def activate(user: str, **kwargs: Any) -> Runtime:
             enforcer = budget_state.configure(settings, providers["meter_provider"])
             _current = Runtime(settings, Telemetry(**providers), users, enforcer)
         _current.users.add(user)
-        hooks.install()
         return _current
 
 
-def deactivate(user: str) -> None:
-    """Turns hook `user` off; the last one off removes the HTTP hook and the runtime."""
+def deactivate(user: str) -> bool:
+    """Turns hook `user` off; True when it was the last one (the runtime is then gone)."""
     global _current
-    from .http import hooks
-
     with _lock:
         if _current is None:
-            return
+            return True
         _current.users.discard(user)
-        if not _current.users:
-            hooks.uninstall()
-            budget_state.shutdown()
-            _current = None
+        if _current.users:
+            return False
+        budget_state.shutdown()
+        _current = None
+        return True

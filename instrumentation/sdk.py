@@ -10,18 +10,49 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
-from . import budgets, runtime
+from . import apis, runtime
+from .apis.base import Endpoint
 from .budgets import BudgetError
-from .call import LLMCall
-from .providers import provider_for, route_for
-from .request import read_request
+from .call import LLMCall, current_call, run, run_async
+from .keys import key_from_client
+from .providers import AZURE_OPENAI, BEDROCK, VERTEX_AI, provider_for
 from .safety import quiet
-from .scope import current_call
+
+
+class ClientKind(NamedTuple):
+    """What an SDK client class says about the calls it makes, beyond their URL."""
+
+    provider: str | None = None  # the provider its calls go to, whatever the host
+    api: str | None = None  # the API its answers come in, when it rewrites the request on the way (Bedrock)
+
+
+# SDK client class names (anywhere in the client's MRO) -> what they say.
+CLIENT_KINDS: dict[str, ClientKind] = {
+    "BaseAzureClient": ClientKind(AZURE_OPENAI),
+    "AzureOpenAI": ClientKind(AZURE_OPENAI),
+    "AsyncAzureOpenAI": ClientKind(AZURE_OPENAI),
+    "AnthropicBedrock": ClientKind(BEDROCK, "bedrock.invoke"),  # sends /model/{id}/invoke[-with-response-stream]
+    "AsyncAnthropicBedrock": ClientKind(BEDROCK, "bedrock.invoke"),
+    "AnthropicVertex": ClientKind(VERTEX_AI),  # sends ...:rawPredict / :streamRawPredict, the Messages bodies
+    "AsyncAnthropicVertex": ClientKind(VERTEX_AI),
+}
+_NO_KIND = ClientKind()
+_kinds: dict[type, ClientKind] = {}
+
+
+def client_kind(instance: Any) -> ClientKind:
+    """The kind of an SDK client, from its class (cached per class)."""
+    cls = type(instance)
+    found = _kinds.get(cls)
+    if found is None:
+        names = (c.__name__ for c in cls.__mro__)
+        found = _kinds[cls] = next((CLIENT_KINDS[n] for n in names if n in CLIENT_KINDS), _NO_KIND)
+    return found
 
 
 def _open(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], provider: str) -> LLMCall | None:
@@ -52,37 +83,30 @@ def _open_call(
         body = {**body, **extra}
     host, port, base_path = _url_parts(instance.base_url)
     path = url if url.startswith("http") else base_path + "/" + url.lstrip("/")
-    route = route_for(path.split("?", 1)[0])
-    if route is None or ("model" not in body and "/deployments/" not in path):
+    path = path.split("?", 1)[0]
+    endpoint: Endpoint | None = apis.endpoint_for(path)
+    if endpoint is None:
         return None
-    info = read_request(body, api=route.api, url_path=path, keep_body=rt.settings.capture_content)
-    azure = _is_azure(instance)
-    if azure and not info.model:
-        deployment = getattr(instance, "_azure_deployment", None)
-        info.model = deployment if isinstance(deployment, str) else ""
-    name = provider_for(host, port, path, default=provider, overrides=rt.settings.provider_hosts, azure=azure)
-    enforcer = rt.budgets
-    if enforcer is not None and enforcer.armed:
-        key = partial(budgets.key_from_client, instance, options)
-        refused = enforcer.refusal(name, info.model, info.user, rt.settings.environment, key)
-        if refused is not None:
-            return refused
-    return LLMCall(rt, route, name, info, host, port)
+    kind = client_kind(instance)
+    if kind.api is not None:
+        endpoint = apis.by_api(kind.api)
+    info = endpoint.read_request(body, path, keep_body=rt.settings.capture_content)
+    client = AZURE_OPENAI if _has_api_version(instance) else kind.provider
+    if info is None:
+        deployment = getattr(instance, "_azure_deployment", None) if client == AZURE_OPENAI else None
+        if not isinstance(deployment, str) or not deployment:
+            return None
+        info = endpoint.read_request({**body, "model": deployment}, path, keep_body=rt.settings.capture_content)
+        if info is None:
+            return None
+    default = endpoint.provider or provider
+    name = provider_for(host, port, path, default=default, overrides=rt.settings.provider_hosts, client=client)
+    return rt.open(endpoint, name, info, host, port, partial(key_from_client, instance, options))
 
 
-_AZURE_CLASSES = frozenset({"BaseAzureClient", "AzureOpenAI", "AsyncAzureOpenAI"})
-_azure_types: dict[type, bool] = {}
-
-
-def _is_azure(instance: Any) -> bool:
-    """Whether an SDK client talks to Azure OpenAI: the SDK's Azure client classes (whatever host their
-    `azure_endpoint` or `base_url` names: gateways, custom domains), or a client sending an `api-version` query."""
-    kind = type(instance)
-    found = _azure_types.get(kind)
-    if found is None:
-        found = _azure_types[kind] = any(c.__name__ in _AZURE_CLASSES for c in kind.__mro__)
-    if found:
-        return True
+def _has_api_version(instance: Any) -> bool:
+    """Whether an SDK client sends an `api-version` query: Azure OpenAI's versioned API, whatever host its
+    `base_url` names (gateways, custom domains)."""
     query = getattr(instance, "_custom_query", None)
     return isinstance(query, Mapping) and "api-version" in query
 
@@ -107,31 +131,13 @@ def request_wrappers(provider: str) -> tuple[Any, Any]:
         call = _open(instance, args, kwargs, provider)
         if call is None:
             return wrapped(*args, **kwargs)
-        token = current_call.set(call)
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as error:
-            current_call.reset(token)
-            call.leave_scope(error)
-            raise
-        current_call.reset(token)
-        call.leave_scope()
-        return result
+        return run(call, wrapped, args, kwargs)
 
     async def async_request(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call = _open(instance, args, kwargs, provider)
         if call is None:
             return await wrapped(*args, **kwargs)
-        token = current_call.set(call)
-        try:
-            result = await wrapped(*args, **kwargs)
-        except BaseException as error:
-            current_call.reset(token)
-            call.leave_scope(error)
-            raise
-        current_call.reset(token)
-        call.leave_scope()
-        return result
+        return await run_async(call, wrapped, args, kwargs)
 
     return sync_request, async_request
 

@@ -52,6 +52,9 @@ USAGE_CACHE_WRITE_1H_TOKENS: Final = "llmtally.usage.cache_creation.1h.input_tok
 USAGE_INPUT_AUDIO_TOKENS: Final = "llmtally.usage.audio.input_tokens"  # of the input tokens, audio
 USAGE_OUTPUT_AUDIO_TOKENS: Final = "llmtally.usage.audio.output_tokens"  # of the output tokens, audio
 USAGE_WEB_SEARCHES: Final = "llmtally.usage.web_searches"  # billed server-side web searches (Anthropic)
+# + a genai-prices usage key (input_image_tokens, input_characters, audio_seconds, rerank_searches...) or `images`:
+# other billed units a provider reports.
+USAGE_UNIT_PREFIX: Final = "llmtally.usage.unit."
 API_KEY: Final = "llmtally.api_key"  # an alias, or "sha256:<12 hex>" of the provider key
 FEATURE: Final = "llmtally.feature"
 DEPARTMENT: Final = "llmtally.department"

@@ -50,7 +50,8 @@ Key = tuple[tuple[str, AttributeValue], ...]
 MAX_PENDING = 4096
 
 
-def _version() -> str:
+def version() -> str:
+    """llmtally's installed version (the instrumentation scope's)."""
     try:
         return metadata.version("llmtally")
     except metadata.PackageNotFoundError:
@@ -162,11 +163,11 @@ class Telemetry:
     """One set of OpenTelemetry handles, bound to the given (or the global) providers."""
 
     def __init__(self, tracer_provider: Any = None, meter_provider: Any = None, logger_provider: Any = None) -> None:
-        version = _version()
+        version_ = version()
         name = semconv.INSTRUMENTATION_SCOPE
-        self.tracer = trace.get_tracer(name, version, tracer_provider)
-        self.logger = _logs.get_logger(name, version, logger_provider=logger_provider)
-        meter = metrics.get_meter(name, version, meter_provider)
+        self.tracer = trace.get_tracer(name, version_, tracer_provider)
+        self.logger = _logs.get_logger(name, version_, logger_provider=logger_provider)
+        meter = metrics.get_meter(name, version_, meter_provider)
         self.totals = _totals_for(meter_provider, meter)
         histogram = meter.create_histogram
         self.duration = histogram(

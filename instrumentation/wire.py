@@ -1,4 +1,4 @@
-"""Incremental splitting of streamed bodies: Server-Sent Events and newline-delimited JSON."""
+"""Incremental splitting of streamed bodies: Server-Sent Events, newline-delimited JSON and AWS event streams."""
 
 from __future__ import annotations
 
@@ -70,3 +70,28 @@ class LineSplitter:
         buffer = self._buffer + chunk if self._buffer else chunk
         *lines, self._buffer = buffer.split(b"\n")
         return [line for line in lines if line.strip()]
+
+
+class EventStreamSplitter:
+    """Cuts an AWS event stream (`application/vnd.amazon.eventstream`: Bedrock's streamed answers) into messages,
+    with botocore's own decoder. Each message becomes an `Event` named by its `:event-type` (or, for an error
+    message, `:exception-type` prefixed with `exception:`), with its payload as data."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        from botocore.eventstream import EventStreamBuffer  # only apps that call Bedrock have AWS event streams
+
+        self._buffer = EventStreamBuffer()
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self._buffer.add_data(chunk)
+        found: list[Event] = []
+        for message in self._buffer:
+            headers = message.headers
+            if headers.get(":message-type") == "event":
+                name = str(headers.get(":event-type", ""))
+            else:
+                name = "exception:" + str(headers.get(":exception-type") or headers.get(":error-code") or "error")
+            found.append(Event(b"", name.encode(), message.payload))
+        return found

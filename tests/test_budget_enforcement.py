@@ -36,7 +36,7 @@ import llmtally
 from instrumented_app import run_instrumented_app
 from llmtally.demo.fake_provider import CHAT_USAGE, RESPONSE_MODELS
 from llmtally.instrumentation import budgets
-from llmtally.instrumentation.call import key_id
+from llmtally.instrumentation.keys import key_id
 from receiver import Receiver
 
 OPENAI_KEY = "sk-test-budget-0123456789abcdefghij"

@@ -216,22 +216,21 @@ def test_capture_setting_off_values(value):
 
 
 def test_instrumentation_failures_never_break_the_app(telemetry, provider, monkeypatch):
-    from llmtally.instrumentation import response, sdk
-    from llmtally.instrumentation.http import hooks
+    from llmtally.instrumentation.apis.base import Endpoint
+    from llmtally.instrumentation.reader import ResponseReader
 
     def broken(*args, **kwargs):
         raise RuntimeError("llmtally bug")
 
-    monkeypatch.setattr(response.ResponseReader, "feed", broken)
-    monkeypatch.setattr(response.ResponseReader, "read_body", broken)
+    monkeypatch.setattr(ResponseReader, "feed", broken)
+    monkeypatch.setattr(ResponseReader, "read_body", broken)
     client = openai_client(provider, max_retries=0)
     chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello from the fake provider!"
     answer = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert answer.usage.prompt_tokens == CHAT_USAGE["prompt_tokens"]
     assert len(telemetry.records()) == 2  # still one record each, without usage
-    monkeypatch.setattr(sdk, "read_request", broken)
-    monkeypatch.setattr(hooks, "read_request", broken)
+    monkeypatch.setattr(Endpoint, "read_request", broken)  # how every hook reads a request
     assert client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).id
     assert httpx2.post(f"{provider.openai_base_url}/chat/completions", json={"model": "m", "messages": MESSAGES}).json()
     assert len(telemetry.records()) == 2
@@ -271,9 +270,11 @@ def _sse_chunk(obj: dict) -> bytes:
     ids=["two-choices", "error"],
 )
 def test_stream_chunks_that_end_like_content_only_chunks_are_still_read(chunk, finish, error):
-    from llmtally.instrumentation.response import ResponseReader
+    from llmtally.instrumentation.apis import by_api
+    from llmtally.instrumentation.reader import ResponseReader
 
-    reader = ResponseReader("openai.chat")
+    reader = ResponseReader(by_api("openai.chat"))
+    answer = reader.answer
     reader.start_stream("text/event-stream", 200)
     first = {"id": "c1", "model": "m", "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": None}]}
     reader.feed(_sse_chunk(first))
@@ -283,12 +284,12 @@ def test_stream_chunks_that_end_like_content_only_chunks_are_still_read(chunk, f
     data = _sse_chunk(chunk)
     assert data.endswith(b'"finish_reason":null}]}\n\n')
     reader.feed(data)
-    assert reader.finish_reasons == finish
-    assert (reader.error_type is not None) == (error is not None)
+    assert answer.finish_reasons == finish
+    assert (answer.error_type is not None) == (error is not None)
     # The same content-only chunk split across two reads, and with CRLF line ends, is read as a whole event.
     reader.feed(_sse_chunk({"id": "c1", "choices": [{"index": 0, "finish_reason": "stop"}]}).replace(b"\n", b"\r\n"))
-    assert reader.finish_reasons == [*finish, "stop"]
+    assert answer.finish_reasons == [*finish, "stop"]
     last = _sse_chunk({"id": "c1", "choices": [{"index": 0, "finish_reason": "tool_calls"}]})
     reader.feed(last[:20])
     reader.feed(last[20:])
-    assert reader.finish_reasons == [*finish, "stop", "tool_calls"]
+    assert answer.finish_reasons == [*finish, "stop", "tool_calls"]

@@ -127,7 +127,7 @@ def test_the_app_side_loads_without_the_receiver(app_venv, tmp_path):
     assert loaded["entry_points"] == ["llmtally_anthropic", "llmtally_http", "llmtally_openai"]
     modules = {name.partition(".")[0] for name in loaded["modules"]}
     assert not modules & SERVE_MODULES, modules & SERVE_MODULES
-    assert "llmtally.instrumentation.http.hooks" in loaded["modules"]
+    assert "llmtally.instrumentation.transport.httpx" in loaded["modules"]
 
 
 _APP = """
@@ -177,7 +177,7 @@ def test_wheel_has_the_packages_and_entry_points(wheel):
         "llmtally/instrumentation/call.py",
         "llmtally/instrumentation/openai/__init__.py",
         "llmtally/instrumentation/anthropic/__init__.py",
-        "llmtally/instrumentation/http/hooks.py",
+        "llmtally/instrumentation/transport/httpx.py",
         "llmtally/exporter/__init__.py",
         "llmtally/py.typed",
     ):

@@ -1,32 +1,26 @@
 """`llmtally_openai`: the OpenAI SDK (openai >= 3) hook.
 
 Every surface goes through the SDK client's `request`: chat.completions create/parse/stream, responses
-create/stream/parse, embeddings, legacy completions, `with_raw_response` and `with_streaming_response`,
-sync and async.
+create/stream/parse, embeddings, legacy completions, images, audio, `with_raw_response` and
+`with_streaming_response`, sync and async.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any
-
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-
-from .. import runtime, sdk
+from .. import sdk
+from ..instrumentor import LLMInstrumentor
 
 
-class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class OpenAIInstrumentor(LLMInstrumentor):
     """Records every OpenAI SDK call as one span, one audit event and the completion metrics."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("openai >= 3",)
+    name = "openai"
+    requires = ("openai >= 3",)
 
-    def _instrument(self, **kwargs: Any) -> None:
-        runtime.activate("openai", **kwargs)
+    def wrap(self) -> None:
         sdk.wrap_clients("openai._base_client", "openai")
 
-    def _uninstrument(self, **kwargs: Any) -> None:
+    def unwrap(self) -> None:
         import openai._base_client
 
         sdk.unwrap_clients(openai._base_client)
-        runtime.deactivate("openai")

@@ -1,13 +1,14 @@
-"""The hook on `httpx2` and `httpx` clients' `send`: every LLM API attempt passes through here.
+"""The hook on `httpx2` and `httpx` clients' `send`: every LLM API attempt made with them passes through here.
 
-Inside a call that an SDK hook opened, an attempt joins that call (so SDK retries make one record). Outside one,
-a POST to a known LLM API path with a JSON body that names a model opens a call of its own, unless a hard budget
-refuses it (then `send` raises the `BudgetError` and nothing is sent).
+Inside a call that an SDK hook opened, an attempt joins that call (so SDK retries make one record), unless that
+hook reads its answers itself. Outside one, a POST to a known LLM API path with a JSON body that names a model opens
+a call of its own, unless a hard budget refuses it (then `send` raises the `BudgetError` and nothing is sent).
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -15,13 +16,13 @@ from typing import Any
 import wrapt
 
 from .. import runtime
+from ..apis import endpoint_for
 from ..budgets import BudgetError
-from ..call import LLMCall, key_from_headers
-from ..providers import provider_for, route_for
-from ..request import parse_body, read_request
-from ..response import ResponseReader
+from ..call import LLMCall, current_call
+from ..keys import key_from_headers
+from ..providers import AZURE_OPENAI, provider_for
+from ..reader import ResponseReader
 from ..safety import quiet as _quiet
-from ..scope import current_call
 from .streams import observed_stream
 
 LIBRARIES = ("httpx2", "httpx")
@@ -54,38 +55,46 @@ def uninstall() -> None:
         setattr(cls, attr, original)
 
 
+def parse_body(content: bytes) -> Mapping[str, Any] | None:
+    """A JSON object body, or None for anything else."""
+    if not content or content[:1] not in (b"{", b" ", b"\n"):
+        return None
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return None
+    return value if isinstance(value, Mapping) else None
+
+
 def _open(request: Any) -> tuple[LLMCall | BudgetError | None, bool]:
     """The call this attempt belongs to (or the refusal of a call it would open), and whether this hook opened it."""
     call = current_call.get()
     url = request.url
-    if call is not None and not call.ended and call.host == url.host:
-        return call, False
+    if call is not None and not call.ended:
+        # Inside an SDK hook's call: join it, unless that hook reads the answers itself or this goes elsewhere.
+        return (call if call.reads_http and call.host == url.host else None), False
     rt = runtime.get()
     if rt is None or not rt.records_plain_http or request.method != "POST":
         return None, False
     path = url.path
-    route = route_for(path)
-    if route is None:
+    endpoint = endpoint_for(path)
+    if endpoint is None:
         return None, False
     try:
         body = parse_body(request.content)
     except Exception:  # a streamed request body: not an LLM API call we can read
         return None, False
-    if body is None or ("model" not in body and "/deployments/" not in path):
+    if body is None:
         return None, False
-    info = read_request(body, api=route.api, url_path=path, keep_body=rt.settings.capture_content)
-    default = "anthropic" if route.api == "anthropic" else None  # the Messages API shape names its provider
-    azure = b"api-version=" in url.query  # Azure OpenAI's versioned API, also behind gateways and custom domains
+    info = endpoint.read_request(body, path, keep_body=rt.settings.capture_content)
+    if info is None:
+        return None, False
+    # Azure OpenAI's versioned API, also behind gateways and custom domains.
+    client = AZURE_OPENAI if b"api-version=" in url.query else None
     provider = provider_for(
-        url.host, url.port, path, default=default, overrides=rt.settings.provider_hosts, azure=azure
+        url.host, url.port, path, default=endpoint.provider, overrides=rt.settings.provider_hosts, client=client
     )
-    enforcer = rt.budgets
-    if enforcer is not None and enforcer.armed:
-        key = partial(key_from_headers, request.headers)
-        refused = enforcer.refusal(provider, info.model, info.user, rt.settings.environment, key)
-        if refused is not None:
-            return refused, False
-    return LLMCall(rt, route, provider, info, url.host, url.port), True
+    return rt.open(endpoint, provider, info, url.host, url.port, partial(key_from_headers, request.headers)), True
 
 
 def _begin(call: LLMCall, request: Any) -> tuple[Any, ResponseReader]:
@@ -93,9 +102,9 @@ def _begin(call: LLMCall, request: Any) -> tuple[Any, ResponseReader]:
     inject = (
         call.request.stream
         and not call.request.stream_options
-        and call.route.api in ("openai.chat", "openai.completions")
+        and call.endpoint.usage_option
         and call.provider not in _NO_USAGE_OPTION
-        and call.rt.settings.stream_usage
+        and call.settings.stream_usage
     )
     if inject:
         rewritten = _with_usage_option(request)

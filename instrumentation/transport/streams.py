@@ -11,7 +11,7 @@ from ..safety import log, quiet
 
 if TYPE_CHECKING:
     from ..call import LLMCall
-    from ..response import ResponseReader
+    from ..reader import ResponseReader
 
 
 class _ObservedStream:
@@ -107,7 +107,7 @@ class _ObservedStream:
             self._end_call(how, error)
 
     def _end_call(self, how: str, error: BaseException | None) -> None:
-        if how == "read" or (how == "closed" and self._reader.saw_end):
+        if how == "read" or (how == "closed" and self._reader.answer.saw_end):
             outcome = "completed"
         elif how == "failed":
             outcome = "failed"
