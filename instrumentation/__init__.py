@@ -1,8 +1,9 @@
-"""llmtally's in-app instrumentation: OpenAI and Anthropic SDK hooks and an httpx/httpx2 hook.
+"""llmtally's in-app instrumentation: OpenAI, Anthropic, google-genai and botocore (Bedrock) hooks and an
+httpx/httpx2 hook.
 
 Light on purpose: it imports OpenTelemetry's API/SDK handles and wrapt, never the receiver's dependencies.
-Loaded by `opentelemetry-instrument` through the entry points `llmtally_openai`, `llmtally_anthropic` and
-`llmtally_http`, or in code with `llmtally.instrument()`.
+Loaded by `opentelemetry-instrument` through the entry points `llmtally_openai`, `llmtally_anthropic`,
+`llmtally_google_genai`, `llmtally_botocore` and `llmtally_http`, or in code with `llmtally.instrument()`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from .budgets import BudgetError, BudgetExceeded, BudgetStateUnavailable
 
 __all__ = ["BudgetError", "BudgetExceeded", "BudgetStateUnavailable", "attributes", "instrument", "uninstrument"]
 
-HOOKS = ("openai", "anthropic", "http")
+HOOKS = ("openai", "anthropic", "google_genai", "botocore", "http")
 
 
 def _instrumentors(hooks: tuple[str, ...]) -> list[Any]:
@@ -27,6 +28,14 @@ def _instrumentors(hooks: tuple[str, ...]) -> list[Any]:
         from .anthropic import AnthropicInstrumentor
 
         found.append(AnthropicInstrumentor())
+    if "google_genai" in hooks:
+        from .google_genai import GoogleGenAIInstrumentor
+
+        found.append(GoogleGenAIInstrumentor())
+    if "botocore" in hooks:
+        from .botocore import BotocoreInstrumentor
+
+        found.append(BotocoreInstrumentor())
     if "http" in hooks:
         from .http import HTTPInstrumentor
 

@@ -301,7 +301,8 @@ class LLMCall:
         answer = self.reader.answer if self.reader is not None else None
         message: str | None = answer.error_message if answer is not None else None
         if self.status is not None and self.status >= 400:
-            attrs[semconv.ERROR_TYPE] = errors.from_status(self.status)
+            named = self.endpoint.error_type(answer.error_type if answer is not None else None)
+            attrs[semconv.ERROR_TYPE] = named or errors.from_status(self.status)
         elif self.error is not None:
             attrs[semconv.ERROR_TYPE] = errors.from_exception(self.error, in_body=self.error_in_body)
             message = message or f"{type(self.error).__name__}: {self.error}"[:500]

@@ -124,7 +124,13 @@ def test_the_app_side_loads_without_the_receiver(app_venv, tmp_path):
     run = subprocess.run([str(app_venv), "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert run.returncode == 0, run.stderr
     loaded = json.loads(run.stdout)
-    assert loaded["entry_points"] == ["llmtally_anthropic", "llmtally_http", "llmtally_openai"]
+    assert loaded["entry_points"] == [
+        "llmtally_anthropic",
+        "llmtally_botocore",
+        "llmtally_google_genai",
+        "llmtally_http",
+        "llmtally_openai",
+    ]
     modules = {name.partition(".")[0] for name in loaded["modules"]}
     assert not modules & SERVE_MODULES, modules & SERVE_MODULES
     assert "llmtally.instrumentation.transport.httpx" in loaded["modules"]
@@ -189,6 +195,8 @@ def test_wheel_has_the_packages_and_entry_points(wheel):
         "llmtally_openai = llmtally.instrumentation.openai:OpenAIInstrumentor",
         "llmtally_anthropic = llmtally.instrumentation.anthropic:AnthropicInstrumentor",
         "llmtally_http = llmtally.instrumentation.http:HTTPInstrumentor",
+        "llmtally_google_genai = llmtally.instrumentation.google_genai:GoogleGenAIInstrumentor",
+        "llmtally_botocore = llmtally.instrumentation.botocore:BotocoreInstrumentor",
         "llmtally = llmtally.cli:main",
     ):
         assert line in text, line

@@ -35,6 +35,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal, cast
 
+from . import fake_bedrock, fake_cohere, fake_gemini, fake_openai_media
+from .fake_api import Ctx, FakeAPI, Handler
+
 __all__ = [
     "ANTHROPIC_RATELIMIT_HEADERS",
     "ANTHROPIC_USAGE",
@@ -457,15 +460,7 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-_Route = Callable[["FakeProvider", _Handler, JSONDict, "_Ctx"], None]
-
-
-@dataclass
-class _Ctx:
-    route: str
-    model: str
-    chunks: int
-    delay: float
+_Route = Callable[["FakeProvider", _Handler, JSONDict, "Ctx"], None]
 
 
 class FakeProvider:
@@ -587,7 +582,8 @@ class FakeProvider:
                     self._actions.popleft()
 
         route = h.path.split("?", 1)[0].rstrip("/")
-        flavor = _flavor(route)
+        plugin, plugin_handler = _plugin(route)
+        flavor = plugin.name if plugin is not None else _flavor(route)
         if action is not None:
             if action.kind == "drop" or (action.kind == "hang" and self._stopping.wait(action.seconds)):
                 h.drop()
@@ -597,7 +593,7 @@ class FakeProvider:
                 return
 
         handler = next((fn for suffix, fn in _ROUTES if route.endswith(suffix)), None)
-        if h.command != "POST" or handler is None:
+        if h.command != "POST" or (handler is None and plugin_handler is None):
             message = f"Invalid URL ({h.command} {route})"
             err = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
             self._send_error(h, "openai", 404, err, None)
@@ -607,9 +603,13 @@ class FakeProvider:
             delay = float(headers.get("x-fake-chunk-delay") or self.chunk_delay)
         except ValueError:
             delay = self.chunk_delay
-        ctx = _Ctx(route, _model(req, route), _chunks_override(headers, self.stream_chunks), delay)
+        query = h.path.split("?", 1)[1] if "?" in h.path else ""
+        ctx = Ctx(route, _model(req, route), _chunks_override(headers, self.stream_chunks), delay, headers, query, body)
         try:
-            handler(self, h, req, ctx)
+            if plugin is not None and plugin_handler is not None:
+                plugin_handler(req, ctx, _Reply(self, h, ctx, plugin))
+            elif handler is not None:
+                handler(self, h, req, ctx)
         except (ConnectionError, TimeoutError):
             raise
         except Exception as exc:  # a malformed request body: answer like a provider would, not with a traceback
@@ -625,6 +625,14 @@ class FakeProvider:
         retry_after: str | None,
         message: str | None = None,
     ) -> None:
+        plugin = _PLUGINS_BY_NAME.get(flavor)
+        if plugin is not None:
+            payload, headers = plugin.error(status, message)
+            headers = {**plugin.headers(), **headers}
+            if retry_after is not None:
+                headers["retry-after"] = retry_after
+            self._send_json(h, body if body is not None else payload, _header_block(headers), status)
+            return
         extra, request_id = _provider_headers(flavor)
         if retry_after is not None:
             extra += b"retry-after: " + retry_after.encode() + b"\r\n"
@@ -639,7 +647,7 @@ class FakeProvider:
             head += b"connection: close\r\n"
         h.wfile.write(head + b"\r\n" + data)
 
-    def _send_stream(self, h: _Handler, content_type: bytes, extra: bytes, events: list[bytes], ctx: _Ctx) -> None:
+    def _send_stream(self, h: _Handler, content_type: bytes, extra: bytes, events: list[bytes], ctx: Ctx) -> None:
         head = _STATUS_LINES[200] + b"content-type: " + content_type + b"\r\ncache-control: no-cache\r\n"
         head += b"transfer-encoding: chunked\r\n" + extra + b"\r\n"
         if ctx.delay <= 0:
@@ -655,7 +663,7 @@ class FakeProvider:
 
     # -- OpenAI --
 
-    def _chat(self, h: _Handler, req: JSONDict, ctx: _Ctx) -> None:
+    def _chat(self, h: _Handler, req: JSONDict, ctx: Ctx) -> None:
         created = int(time.time())
         tool = _pick_tool(req.get("tools"), req.get("tool_choice"), "chat")
         fmt = req.get("response_format")
@@ -720,7 +728,7 @@ class FakeProvider:
         events.append(b"data: [DONE]\n\n")
         self._send_stream(h, _SSE, extra, events, ctx)
 
-    def _completions(self, h: _Handler, req: JSONDict, ctx: _Ctx) -> None:
+    def _completions(self, h: _Handler, req: JSONDict, ctx: Ctx) -> None:
         base: JSONDict = {
             "id": "cmpl-" + _rand(29),
             "object": "text_completion",
@@ -747,7 +755,7 @@ class FakeProvider:
         events.append(b"data: [DONE]\n\n")
         self._send_stream(h, _SSE, extra, events, ctx)
 
-    def _responses(self, h: _Handler, req: JSONDict, ctx: _Ctx) -> None:
+    def _responses(self, h: _Handler, req: JSONDict, ctx: Ctx) -> None:
         created = int(time.time())
         tool = _pick_tool(req.get("tools"), req.get("tool_choice"), "responses")
         text_cfg = req.get("text") if isinstance(req.get("text"), dict) else None
@@ -842,7 +850,7 @@ class FakeProvider:
         sse = [_sse({"type": kind} | data | {"sequence_number": i}, kind) for i, (kind, data) in enumerate(events)]
         self._send_stream(h, _SSE, extra, sse, ctx)
 
-    def _embeddings(self, h: _Handler, req: JSONDict, ctx: _Ctx) -> None:
+    def _embeddings(self, h: _Handler, req: JSONDict, ctx: Ctx) -> None:
         raw = req.get("input")
         count = len(raw) if isinstance(raw, list) and raw and not isinstance(raw[0], int) else 1
         as_b64 = req.get("encoding_format") == "base64"
@@ -855,7 +863,7 @@ class FakeProvider:
 
     # -- Anthropic --
 
-    def _messages(self, h: _Handler, req: JSONDict, ctx: _Ctx) -> None:
+    def _messages(self, h: _Handler, req: JSONDict, ctx: Ctx) -> None:
         tool = _pick_tool(req.get("tools"), req.get("tool_choice"), "anthropic")
         structured = _structured_text((req.get("output_config") or {}).get("format") or req.get("output_format"))
         tool_id = "toolu_01" + _rand(22)
@@ -907,7 +915,7 @@ class FakeProvider:
 
     # -- Ollama --
 
-    def _ollama(self, h: _Handler, req: JSONDict, ctx: _Ctx) -> None:
+    def _ollama(self, h: _Handler, req: JSONDict, ctx: Ctx) -> None:
         is_chat = ctx.route.endswith("/api/chat")
         fmt = req.get("format")
         structured = _fake_json(fmt) if isinstance(fmt, dict) else '{"answer": "42"}' if fmt == "json" else None
@@ -986,6 +994,40 @@ _ROUTES: list[tuple[str, _Route]] = [
     ("/api/chat", FakeProvider._ollama),
     ("/api/generate", FakeProvider._ollama),
 ]
+
+
+# Provider APIs served by their own modules (routes, answers, error bodies): checked before the routes above.
+PLUGINS: tuple[FakeAPI, ...] = (fake_openai_media.API, fake_gemini.API, fake_bedrock.API, fake_cohere.API)
+_PLUGINS_BY_NAME = {api.name: api for api in PLUGINS}
+
+
+def _plugin(route: str) -> tuple[FakeAPI | None, Handler | None]:
+    for api in PLUGINS:
+        found = api.handler(route)
+        if found is not None:
+            return api, found
+    return None, None
+
+
+class _Reply:
+    """How a plugin's handler answers (see `fake_api.Reply`)."""
+
+    def __init__(self, provider: FakeProvider, h: _Handler, ctx: Ctx, api: FakeAPI) -> None:
+        self._provider, self._h, self._ctx, self._api = provider, h, ctx, api
+
+    def _extra(self, headers: dict[str, str] | None) -> bytes:
+        return _header_block({**self._api.headers(), **(headers or {})})
+
+    def json(self, payload: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> None:
+        self._provider._send_json(self._h, payload, self._extra(headers), status)
+
+    def raw(self, content_type: str, data: bytes, *, headers: dict[str, str] | None = None) -> None:
+        head = _STATUS_LINES[200] + b"content-type: " + content_type.encode() + b"\r\n"
+        head += b"content-length: %d\r\n" % len(data) + self._extra(headers)
+        self._h.wfile.write(head + b"\r\n" + data)
+
+    def stream(self, content_type: str, chunks: list[bytes], *, headers: dict[str, str] | None = None) -> None:
+        self._provider._send_stream(self._h, content_type.encode(), self._extra(headers), chunks, self._ctx)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

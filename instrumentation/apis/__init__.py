@@ -6,7 +6,7 @@ Adding a provider API means adding its module (an `Endpoint` per request shape, 
 
 from __future__ import annotations
 
-from . import anthropic, ollama, openai, openai_responses
+from . import anthropic, bedrock, cohere, gemini, ollama, openai, openai_media, openai_responses
 from .base import Answer, Endpoint, Request
 
 __all__ = ["ENDPOINTS", "Answer", "Endpoint", "Request", "endpoint_for"]
@@ -15,8 +15,12 @@ __all__ = ["ENDPOINTS", "Answer", "Endpoint", "Request", "endpoint_for"]
 ENDPOINTS: tuple[Endpoint, ...] = (
     *openai.ENDPOINTS,
     *openai_responses.ENDPOINTS,
+    *openai_media.ENDPOINTS,
     *anthropic.ENDPOINTS,
     *ollama.ENDPOINTS,
+    *gemini.ENDPOINTS,
+    *bedrock.ENDPOINTS,
+    *cohere.ENDPOINTS,
 )
 _BY_API = {endpoint.api: endpoint for endpoint in ENDPOINTS}
 _found: dict[str, Endpoint | None] = {}

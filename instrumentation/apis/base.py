@@ -159,6 +159,11 @@ class Endpoint:
     def on_event(self, answer: Answer, name: str, data: Mapping[str, Any], *, capture: bool) -> None:
         """One streamed event, already parsed (an SDK hook that reads the answer itself calls this)."""
 
+    def error_type(self, provider_error: str | None) -> str | None:
+        """The bounded `error.type` of a failed answer from the provider's own error name (an AWS error code,
+        say), when it says more than the HTTP status; None to go by the status."""
+        return None
+
     def read_error(self, answer: Answer, body: bytes) -> None:
         """An error answer's body: its message and the provider's error name where the body has them."""
         data = loads(body)
