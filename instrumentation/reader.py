@@ -81,8 +81,9 @@ class ResponseReader:
         elif "amazon.eventstream" in content_type:
             with contextlib.suppress(ImportError):  # no botocore: unread (usage is then reported as missing)
                 self._eventstream = EventStreamSplitter()
-        else:
+        elif "json" in content_type or content_type.startswith("text/") or not content_type:
             self._body = []
+        # Anything else (audio, images) is the app's alone: passed on unread.
 
     def feed(self, chunk: bytes) -> bytes:
         """Reads one streamed chunk; returns the bytes to hand on (all, unless the injected usage chunk is hidden).

@@ -69,6 +69,15 @@ REQUEST_ID: Final = "llmtally.provider.request_id"
 # Metric attributes of llmtally's own instruments that the semconv histograms do not carry.
 METRIC_ONLY_KEYS: Final = (FEATURE, DEPARTMENT, ENVIRONMENT)
 
+# Operation names: the semconv's (chat, text_completion, generate_content, embeddings) and llmtally's own for the
+# operations the semconv does not name yet.
+OP_RERANK: Final = "rerank"
+OP_IMAGE_GENERATION: Final = "image_generation"
+OP_IMAGE_EDIT: Final = "image_edit"
+OP_TEXT_TO_SPEECH: Final = "text_to_speech"
+OP_TRANSCRIPTION: Final = "transcription"
+OP_TRANSLATION: Final = "translation"
+
 AUDIT_EVENT_NAME: Final = "llmtally.completion"
 RETRY_EVENT_NAME: Final = "llmtally.retry"
 INSTRUMENTATION_SCOPE: Final = "llmtally"

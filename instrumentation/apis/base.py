@@ -21,6 +21,7 @@ from ..usage import Usage
 from ..wire import Event
 
 MAX_ERROR_MESSAGE = 500
+_JSON_STARTS = (b"{", b" ", b"\n", b"\r", b"\t", "{", " ", "\n", "\r", "\t")
 _INPUT_FIELDS = ("messages", "input", "prompt", "system", "instructions", "contents", "systemInstruction", "text")
 
 # Request field -> span attribute, for the scalar parameters most APIs name alike (OpenAI's names; an endpoint
@@ -204,7 +205,9 @@ class PathEndpoint(Endpoint):
 
 
 def loads(data: bytes | str) -> Mapping[str, Any] | None:
-    """A JSON object, or None for anything else."""
+    """A JSON object, or None for anything else (a binary body is told by its first byte, not decoded)."""
+    if data[:1] not in _JSON_STARTS:
+        return None
     try:
         value = json.loads(data)
     except ValueError:
