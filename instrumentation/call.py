@@ -27,6 +27,7 @@ from .reader import ResponseReader
 from .safety import quiet
 from .settings import Settings
 from .telemetry import Telemetry
+from .usage import Usage
 
 _UNRESOLVED_TIERS = ("auto", "")  # request settings that name no tier; Anthropic's standard_only is "standard"
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid")
@@ -150,6 +151,8 @@ class LLMCall:
             if found:
                 self.request_id = found
                 break
+        if self.reader is not None:
+            self.endpoint.read_headers(self.reader.answer, status, headers)
 
     def attempt_failed(self, error: BaseException) -> None:
         self.error = error
@@ -246,7 +249,7 @@ class LLMCall:
         speed = (answer.speed if answer is not None else None) or request.attributes.get(semconv.REQUEST_SPEED)
         if speed:
             attrs[semconv.SPEED] = speed
-        usage = answer.usage if answer is not None else None
+        usage = self._usage()
         if usage is not None:
             attrs[semconv.USAGE_INPUT_TOKENS] = usage.input
             attrs[semconv.USAGE_OUTPUT_TOKENS] = usage.output
@@ -263,7 +266,9 @@ class LLMCall:
             for unit, amount in usage.extra.items():
                 attrs[semconv.USAGE_UNIT_PREFIX + unit] = amount
             attrs[semconv.USAGE_REASONING_TOKENS] = usage.reasoning
-            complete = not request.stream or self.stream_outcome == "completed"
+            # A streamed answer is complete once read to its end, or read whole (the SDK read the body itself).
+            whole = self.stream_outcome is None and answer is not None and answer.saw_end
+            complete = not request.stream or self.stream_outcome == "completed" or whole
             attrs[semconv.USAGE_SOURCE] = "provider" if complete else "partial"
         else:
             attrs[semconv.USAGE_SOURCE] = "none"
@@ -297,6 +302,16 @@ class LLMCall:
         self._content_attributes(attrs)
         return attrs, metric_attrs
 
+    def _usage(self) -> Usage | None:
+        """The answer's usage; for a successful answer that reports none, the counts its request fixes
+        (`Request.usage`: a speech input's characters, say)."""
+        answer = self.reader.answer if self.reader is not None else None
+        if answer is not None and answer.usage is not None:
+            return answer.usage
+        if self.status is not None and self.status < 400 and self.error is None:
+            return self.request.usage
+        return None
+
     def _error_attributes(self, attrs: dict[str, AttributeValue]) -> None:
         answer = self.reader.answer if self.reader is not None else None
         message: str | None = answer.error_message if answer is not None else None
@@ -307,7 +322,8 @@ class LLMCall:
             attrs[semconv.ERROR_TYPE] = errors.from_exception(self.error, in_body=self.error_in_body)
             message = message or f"{type(self.error).__name__}: {self.error}"[:500]
         elif answer is not None and answer.error_type is not None:
-            attrs[semconv.ERROR_TYPE] = errors.from_provider(answer.error_type)
+            named = self.endpoint.error_type(answer.error_type)
+            attrs[semconv.ERROR_TYPE] = named or errors.from_provider(answer.error_type)
         if semconv.ERROR_TYPE in attrs and message:
             attrs[semconv.ERROR_MESSAGE] = message
 
@@ -328,7 +344,7 @@ class LLMCall:
         self, attrs: Mapping[str, Any], metric_attrs: dict[str, AttributeValue], seconds: float
     ) -> None:
         tel = self.telemetry
-        usage = self.reader.answer.usage if self.reader is not None else None
+        usage = self._usage()
         tel.totals.count(metric_attrs, semconv.ERROR_TYPE in metric_attrs, usage)
         ttft = attrs.get(semconv.RESPONSE_TIME_TO_FIRST_CHUNK)
         tel.histograms(seconds, ttft, usage, metric_attrs, self.host, self.port, otel_context.get_current())

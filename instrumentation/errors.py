@@ -32,6 +32,11 @@ def from_status(status: int) -> str:
     return INVALID_REQUEST
 
 
+# A connection that broke, or a body cut short (httpx, then aiohttp: google-genai's async transport).
+_BROKEN: tuple[str, ...] = ("RemoteProtocolError", "ReadError", "ProtocolError", "StreamError")
+_BROKEN += ("ClientConnectionError", "ClientPayloadError")
+
+
 def from_exception(error: BaseException, *, in_body: bool = False) -> str:
     """The error type of an exception raised by an SDK or an HTTP client (matched by class names, so no
     SDK needs to be imported). A broken connection is a `stream_error` once the answer's body was flowing
@@ -44,7 +49,7 @@ def from_exception(error: BaseException, *, in_body: bool = False) -> str:
         return TIMEOUT
     if any(n in ("ConnectError", "APIConnectionError", "NetworkError", "ConnectionError") for n in names):
         return CONNECTION_ERROR
-    if any(n in ("RemoteProtocolError", "ReadError", "ProtocolError", "StreamError") for n in names):
+    if any(n in _BROKEN for n in names):
         return STREAM_ERROR if in_body else CONNECTION_ERROR
     return OTHER
 

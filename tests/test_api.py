@@ -42,6 +42,7 @@ PRODUCTS = (  # provider, requested model, model that answered
 # Failures by record number: (http_status, error_type). groq fails 3 times in 5 (critical), anthropic once in 5
 # (warning), openai never (healthy).
 FAILURES = {3: (429, "rate_limit"), 7: (500, "server_error"), 11: (429, "rate_limit"), 6: (500, "server_error")}
+UNITS = {"audio_seconds": 2.5, "images": 2, "input_image_tokens": 64}  # record 6's other billed units
 
 
 def record(n: int, start_ns: int, **fields: Any) -> Record:
@@ -84,6 +85,8 @@ def record(n: int, start_ns: int, **fields: Any) -> Record:
         values["output_messages"] = json.dumps([{"role": "assistant", "content": f"answer {n}"}])
     if n == 3:
         values["events"] = [{"type": "retry", "attempt": 1, "error_type": "rate_limit"}]
+    if n == 6:
+        values["units"] = UNITS
     values.update(fields)
     return Record(**values)
 
@@ -360,6 +363,8 @@ def test_request_detail(api: Api) -> None:
         assert (detail["input_messages"], detail["output_messages"]) == (r.input_messages, r.output_messages)
     plain = next(r for r in CURRENT if not r.input_messages)
     assert api.json(f"/api/v1/requests/{plain.record_id}")["input_messages"] is None
+    assert api.json(f"/api/v1/requests/{plain.record_id}")["units"] == {}
+    assert api.json(f"/api/v1/requests/{6:016x}")["units"] == UNITS
     missing = api.get("/api/v1/requests/ffffffffffffffff")
     assert missing.status_code == 404
     assert "ffffffffffffffff" in missing.json()["error"]
@@ -465,6 +470,7 @@ def test_export(api: Api) -> None:
     }
     assert by_id[f"{3:016x}"]["http_status"] == "429"
     assert json.loads(by_id[f"{3:016x}"]["events"]) == CURRENT[3].events
+    assert json.loads(by_id[f"{6:016x}"]["units"]) == UNITS and json.loads(by_id[f"{3:016x}"]["units"]) == {}
 
     rows = list(csv.DictReader(io.StringIO(api.get("/api/v1/export", range="7d", payloads="true").text)))
     assert {row["id"]: row["input_messages"] for row in rows if row["input_messages"]} == {
@@ -479,6 +485,7 @@ def test_export(api: Api) -> None:
     by_id = {item["id"]: item for item in items}
     assert by_id[f"{10:016x}"]["feature"] == HYPERLINK  # JSON keeps the text as it is
     assert by_id[f"{3:016x}"]["customer_cost_nusd"] == CURRENT[3].customer_cost_nusd
+    assert by_id[f"{6:016x}"]["units"] == UNITS
 
     response = api.get("/api/v1/export", format="jsonl", payloads="true")  # default range: 30d
     assert response.headers["content-type"].startswith("application/x-ndjson")
@@ -487,6 +494,7 @@ def test_export(api: Api) -> None:
     assert {item["id"]: item["output_messages"] for item in lines if item["output_messages"]} == {
         r.record_id: r.output_messages for r in ALL if r.output_messages
     }
+    assert {item["id"]: item["units"] for item in lines if item["units"]} == {f"{6:016x}": UNITS}
 
     for params, keep in (
         ({"status": "5xx"}, STATUS["5xx"]),

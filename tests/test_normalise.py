@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anthropic
 import openai
+import pytest
 from opentelemetry.exporter.otlp.proto.common._internal import _encode_key_value
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -198,3 +199,60 @@ def test_1h_cache_writes_and_speed_are_read_and_kept_within_their_total():
     assert (raised.cache_write_tokens, raised.cache_write_1h_tokens) == (50, 50)
     negative = otlp.from_traces(_span("llmtally", {**base, "llmtally.usage.cache_creation.1h.input_tokens": -5}))
     assert negative.records == [] and negative.rejected == 1 and "cache_write_1h_tokens=-5" in negative.message
+
+
+UNIT_BASE = {"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-image-1"}
+
+
+def test_unit_attributes_become_the_records_units():
+    request = _span(
+        "llmtally",
+        {
+            **UNIT_BASE,
+            "gen_ai.usage.input_tokens": 1_000,
+            "llmtally.usage.unit.input_image_tokens": 600,
+            "llmtally.usage.unit.images": 2,
+            "llmtally.usage.unit.audio_seconds": 12.5,  # seconds may be fractional
+            "llmtally.usage.unit.input_characters": 40.0,  # a whole count sent as a double
+            # Ignored, the record kept: a unit this genai-prices does not know, and ones the record has fields for.
+            "llmtally.usage.unit.holograms": 3,
+            "llmtally.usage.unit.input_tokens": 5,
+            "llmtally.usage.unit.input_audio_tokens": 5,
+            "llmtally.usage.unit.web_searches": 5,
+            "llmtally.usage.unit.requests": 5,
+        },
+    )
+    (record,) = otlp.from_traces(request).records
+    assert record.units == {"audio_seconds": 12.5, "images": 2, "input_characters": 40, "input_image_tokens": 600}
+    assert list(record.units) == sorted(record.units) and type(record.units["input_characters"]) is int
+    assert (record.input_tokens, record.input_audio_tokens, record.web_searches) == (1_000, 0, 0)
+    (plain,) = otlp.from_traces(_span("llmtally", {**UNIT_BASE, "gen_ai.usage.input_tokens": 1})).records
+    assert plain.units == {}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("images", "2", "units.images='2' is not a whole count"),
+        ("images", True, "units.images=True is not a whole count"),
+        ("images", 1.5, "units.images=1.5 is not a whole count"),
+        ("input_image_tokens", -3, "units.input_image_tokens=-3 is not between 0"),
+        ("input_image_tokens", 10**13, "is not between 0 and 1000000000000"),
+        ("audio_seconds", float("nan"), "units.audio_seconds=nan is not a duration in seconds"),
+        ("audio_seconds", -0.5, "units.audio_seconds=-0.5 is not between 0"),
+        ("audio_seconds", [1, 2], "is not a duration in seconds"),
+    ],
+)
+def test_a_bad_unit_value_rejects_the_record_with_its_reason(key, value, reason):
+    found = otlp.from_traces(_span("llmtally", {**UNIT_BASE, f"llmtally.usage.unit.{key}": value}))
+    assert found.records == [] and found.rejected == 1 and reason in found.message
+
+
+@pytest.mark.parametrize(
+    "operation", ["image_generation", "image_edit", "text_to_speech", "transcription", "translation", "rerank"]
+)
+def test_llmtallys_own_operations_are_llm_calls(operation):
+    (record,) = otlp.from_traces(_span("llmtally", {**UNIT_BASE, "gen_ai.operation.name": operation})).records
+    assert record.operation == operation
+    for kept in ("generate_content", "embeddings", "text_completion"):
+        assert otlp.from_traces(_span("x", {**UNIT_BASE, "gen_ai.operation.name": kept})).records

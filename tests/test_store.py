@@ -25,10 +25,13 @@ from llmtally.exporter.store import (
     StoreFull,
     StoreUnavailable,
     open_store,
+    postgres,
     schema,
 )
+from llmtally.exporter.store.columns import COLUMNS, record_to_row
 from llmtally.exporter.store.postgres import store_error as postgres_store_error
 from llmtally.exporter.store.rollup import DIMENSIONS
+from llmtally.exporter.store.sql import SQLStore
 from llmtally.exporter.store.sqlite import SQLiteStore
 from pg_server import free_port
 
@@ -170,6 +173,7 @@ def full_record() -> Record:
         input_audio_tokens=300,
         output_audio_tokens=90,
         web_searches=2,
+        units={"audio_seconds": 12.25, "images": 2, "input_image_tokens": 700},
         usage_source="partial",
         service_tier="priority",
         speed="fast",
@@ -218,7 +222,7 @@ def test_schema_has_the_tables_and_indexes(store: Store):
     store.write([make(1, start_ns=T0 + 1_500_000_000)])
     (value,) = store._query("SELECT start_time FROM completion_records", ())[0]  # type: ignore[attr-defined]
     assert str(value).replace(" ", "T").startswith("2026-01-01T00:00:01.5")  # human-readable start, derived
-    assert store.schema_versions() == [m.version for m in schema.MIGRATIONS] == [1, 2, 3, 4, 5]  # type: ignore[attr-defined]
+    assert store.schema_versions() == [m.version for m in schema.MIGRATIONS] == [1, 2, 3, 4, 5, 6]  # type: ignore[attr-defined]
 
 
 def test_records_between_is_a_half_open_range_in_time_order(store: Store):
@@ -348,22 +352,51 @@ def test_migrations_are_applied_once(store_url: str, monkeypatch):
         assert errors == []
         stores.append(open_store(store_url))  # and once more later
         for s in stores:
-            assert s.schema_versions() == [1, 2, 3, 4, 5]  # type: ignore[attr-defined]
-        assert stores[0]._query("SELECT COUNT(*) FROM schema_migrations", ())[0][0] == 5  # type: ignore[attr-defined]
+            assert s.schema_versions() == [1, 2, 3, 4, 5, 6]  # type: ignore[attr-defined]
+        assert stores[0]._query("SELECT COUNT(*) FROM schema_migrations", ())[0][0] == 6  # type: ignore[attr-defined]
 
         extra = schema.Migration(
-            6,
+            7,
             "test table",
             {d: ("CREATE TABLE IF NOT EXISTS migration_test (x INTEGER)",) for d in ("sqlite", "postgresql")},
         )
         monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, extra))
         stores.append(open_store(store_url))
         stores.append(open_store(store_url))
-        assert stores[-1].schema_versions() == [1, 2, 3, 4, 5, 6]  # type: ignore[attr-defined]
+        assert stores[-1].schema_versions() == [1, 2, 3, 4, 5, 6, 7]  # type: ignore[attr-defined]
         assert stores[-1]._query("SELECT COUNT(*) FROM migration_test", ())[0][0] == 0  # type: ignore[attr-defined]
     finally:
         for s in stores:
             s.close()
+
+
+def test_migration_6_adds_units_and_keeps_the_rows_of_schema_5(store_url: str, monkeypatch):
+    """Records written by schema 5 (no `units` column) read back unchanged, with no units, once migration 6 ran;
+    records with units are written and read next to them."""
+    old = [dataclasses.replace(full_record(), units={}), make(2), make(3, start_ns=T0 + 2 * HOUR)]
+    columns = [c for c in COLUMNS if c != "units"]
+    with monkeypatch.context() as m:
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:5])
+        m.setattr(postgres, "_STAGING", ())  # the staging tables of the current code copy the `units` column
+        with open_store(store_url) as v5:
+            assert isinstance(v5, SQLStore) and v5.schema_versions() == [1, 2, 3, 4, 5]
+            p = v5.placeholder
+            rows = [tuple(v for c, v in zip(COLUMNS, record_to_row(r), strict=True) if c != "units") for r in old]
+            with v5._transaction() as tx:
+                tx.many(
+                    f"INSERT INTO completion_records ({', '.join(columns)}) VALUES ({', '.join([p] * len(columns))})",
+                    rows,
+                )
+
+    with open_store(store_url) as store:
+        assert isinstance(store, SQLStore) and store.schema_versions() == [1, 2, 3, 4, 5, 6]
+        assert [store.get(r.record_id) for r in old] == old
+        new = dataclasses.replace(make(4), units={"input_characters": 1_234, "audio_seconds": 0.5})
+        assert store.write([new, old[1]]) == [new]  # a stored old record is still recognised
+        assert store.get(new.record_id) == new
+        assert store.records_between(T0, T0 + DAY, 10) == sorted(
+            [*old, new], key=lambda r: (r.start_time_ns, r.record_id)
+        )
 
 
 # --- concurrency -------------------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ Tests, the demo and benchmarks point the real SDKs at it::
         anthropic.Anthropic(base_url=fake.base_url, api_key="sk-ant-fake")
 
 Routes are matched by path suffix (so ``/v1/...`` and Azure ``/openai/deployments/{dep}/...`` both work):
-``/chat/completions``, ``/completions``, ``/responses``, ``/embeddings``, ``/messages`` (Anthropic),
-``/api/chat`` and ``/api/generate`` (Ollama). Anything else answers 404 in the OpenAI error format.
+``/chat/completions``, ``/completions``, ``/responses``, ``/embeddings``, ``/messages`` (Anthropic; on Vertex AI
+``...:rawPredict`` and ``...:streamRawPredict``), ``/api/chat`` and ``/api/generate`` (Ollama), and the plugins' routes
+(`PLUGINS`). Anything else answers 404 in the OpenAI error format.
 Every answer reports the usage in the module constants below, so tests can compare exact counts.
 """
 
@@ -967,7 +968,7 @@ def _pieces(structured: str | None, n: int) -> list[str]:
 
 
 def _flavor(route: str) -> str:
-    if route.endswith("/messages"):
+    if route.endswith(("/messages", *_VERTEX_CLAUDE)):
         return "anthropic"
     if route.endswith(("/api/chat", "/api/generate")):
         return "ollama"
@@ -985,12 +986,26 @@ def _provider_headers(flavor: str) -> tuple[bytes, str]:
     return b"", ""
 
 
+# Claude on Vertex AI: `/projects/{p}/locations/{r}/publishers/anthropic/models/{model}:rawPredict` (or
+# `:streamRawPredict`), the Messages API's bodies without `model`, which the path names (`claude-sonnet-4-5@20250929`).
+_VERTEX_CLAUDE = (":rawPredict", ":streamRawPredict")
+
+
+def _vertex_messages(fake: FakeProvider, h: _Handler, req: JSONDict, ctx: Ctx) -> None:
+    """A Messages answer naming the model of the path (`@` before its version, as Vertex AI spells it, becomes `-`)."""
+    model = ctx.route.rsplit("/models/", 1)[-1].split(":", 1)[0]
+    ctx.model = RESPONSE_MODELS.get(model, model.replace("@", "-")) if model else ctx.model
+    fake._messages(h, req, ctx)
+
+
 _ROUTES: list[tuple[str, _Route]] = [
     ("/chat/completions", FakeProvider._chat),
     ("/completions", FakeProvider._completions),
     ("/responses", FakeProvider._responses),
     ("/embeddings", FakeProvider._embeddings),
     ("/messages", FakeProvider._messages),
+    (":rawPredict", _vertex_messages),
+    (":streamRawPredict", _vertex_messages),
     ("/api/chat", FakeProvider._ollama),
     ("/api/generate", FakeProvider._ollama),
 ]

@@ -141,6 +141,7 @@ def request_detail(r: Record) -> dict[str, Any]:
         "input_audio_tokens": r.input_audio_tokens,
         "output_audio_tokens": r.output_audio_tokens,
         "web_searches": r.web_searches,
+        "units": r.units,
         "usage_source": r.usage_source,
         "provider_cost_nusd": r.provider_cost_nusd,
         "customer_cost_nusd": r.customer_cost_nusd,

@@ -12,8 +12,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .limits import count, seconds
+from .limits import count, seconds, unit
 from .record import STATUS_ERROR, STATUS_SUCCESS, Record
+from .units import ATTRIBUTE_PREFIX, UNIT_KEYS
 
 # First present key wins.
 _INPUT = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens")
@@ -38,8 +39,28 @@ _MODEL = ("gen_ai.request.model", "llm.request.model")
 _SERVED_TIER = ("llmtally.service_tier", "openai.response.service_tier", "gen_ai.openai.response.service_tier")
 _ASKED_TIER = ("openai.request.service_tier", "gen_ai.openai.request.service_tier")
 _OPERATIONS = {"completion": "text_completion", "embedding": "embeddings", "rerank": "rerank"}
-LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings", "completion", "embedding"})
+LLM_OPERATIONS = frozenset(
+    {
+        "chat",
+        "text_completion",
+        "generate_content",
+        "embeddings",
+        "completion",
+        "embedding",
+        # llmtally's own, for the operations the semconv does not name yet
+        "rerank",
+        "image_generation",
+        "image_edit",
+        "text_to_speech",
+        "transcription",
+        "translation",
+    }
+)
 _RATELIMIT = "llmtally.ratelimit."
+# `llmtally.usage.unit.<key>` -> key, in key order. Other keys under the prefix (a unit this genai-prices does not
+# know, or one the record has a field for) are ignored: the record is kept without them.
+_UNIT_ATTRIBUTES = {ATTRIBUTE_PREFIX + key: key for key in sorted(UNIT_KEYS)}
+_UNIT_NAMES = frozenset(_UNIT_ATTRIBUTES)
 
 
 def first(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
@@ -153,6 +174,7 @@ def to_record(
         input_audio_tokens=_tokens(attrs, _INPUT_AUDIO),
         output_audio_tokens=_tokens(attrs, _OUTPUT_AUDIO),
         web_searches=_tokens(attrs, _WEB_SEARCHES),
+        units=_units(attrs),
         usage_source=str(attrs.get("llmtally.usage.source") or _usage_source(attrs)),
         service_tier=_service_tier(attrs),
         speed=_str(attrs.get("llmtally.speed")),
@@ -176,6 +198,13 @@ def to_record(
         output_messages=_payload(attrs.get("gen_ai.output.messages")),
         source=source,
     )
+
+
+def _units(attrs: Mapping[str, Any]) -> dict[str, int | float]:
+    """The known `llmtally.usage.unit.*` attributes by unit key (see `limits.unit`); {} when none (most records)."""
+    if _UNIT_NAMES.isdisjoint(attrs):
+        return {}
+    return {key: unit(found, key) for name, key in _UNIT_ATTRIBUTES.items() if (found := attrs.get(name)) is not None}
 
 
 def _usage_source(attrs: Mapping[str, Any]) -> str:

@@ -11,6 +11,7 @@ import operator
 from typing import Any
 
 from .record import Record
+from .units import DURATIONS, UNIT_KEYS
 
 MAX_TOKENS = 10**12  # per count of one request (a trillion tokens); total_tokens may be input + output
 MAX_COST_NUSD = 10**18  # per request (a billion USD): far inside BIGINT (9.2e18), so rollup sums have headroom
@@ -90,6 +91,20 @@ def count(found: Any, name: str) -> int:
     return 0
 
 
+def unit(found: Any, key: str) -> int | float:
+    """A `llmtally.usage.unit.<key>` attribute's value: a whole count, or seconds (a float) for a duration unit;
+    Invalid for anything else (text, a bool, a fraction of a count, not finite). Bounds are checked by `check`."""
+    if type(found) is int:
+        return found
+    if type(found) is float and math.isfinite(found):
+        if key in DURATIONS:
+            return found
+        if found.is_integer():
+            return int(found)
+    what = "duration in seconds" if key in DURATIONS else "whole count"
+    raise Invalid(f"units.{key}={found!r} is not a {what}")
+
+
 def check(record: Record) -> None:
     """Raises Invalid when a value of `record` is outside what it may hold."""
     if not 0 < record.start_time_ns < LATEST_NS or not 0 < record.end_time_ns < LATEST_NS:
@@ -103,6 +118,8 @@ def check(record: Record) -> None:
         _bounded(name, getattr(record, name), MAX_TOKENS)
     _bounded("total_tokens", record.total_tokens, 2 * MAX_TOKENS)
     _bounded("web_searches", record.web_searches, MAX_TOKENS, "count")
+    if record.units:
+        _check_units(record.units)
     for name, value in (("duration_s", record.duration_s), ("ttft_s", record.ttft_s)):
         if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
             raise Invalid(f"{name}={value!r} is not a duration in seconds between 0 and {MAX_SECONDS}")
@@ -122,6 +139,17 @@ def check_costs(record: Record) -> None:
         value = getattr(record, name)
         if value is not None and not -MAX_COST_NUSD <= value <= MAX_COST_NUSD:
             raise Invalid(f"{name}={value} is beyond {MAX_COST_NUSD} nano-USD (price x tokens)")
+
+
+def _check_units(units: dict[str, int | float]) -> None:
+    """Known keys only (so at most `len(UNIT_KEYS)` of them), each value a count or a duration within bounds."""
+    for key, value in units.items():
+        if key not in UNIT_KEYS:
+            raise Invalid(f"units.{key} is not a unit a record keeps (a genai-prices usage key or images)")
+        unit(value, key)
+        most = MAX_SECONDS if key in DURATIONS else MAX_TOKENS
+        if not 0 <= value <= most:
+            raise Invalid(f"units.{key}={value} is not between 0 and {most}")
 
 
 def _bounded(name: str, value: int, most: int, what: str = "token count") -> None:

@@ -52,6 +52,9 @@ class Record:
     input_audio_tokens: int = 0  # of input_tokens, audio (priced apart)
     output_audio_tokens: int = 0  # of output_tokens, audio
     web_searches: int = 0  # server-side web searches billed with the request (Anthropic's web search tool)
+    # Other billed units by genai-prices usage key (`input_image_tokens`, `input_characters`, `audio_seconds`...) or
+    # `images`: each within its ancestors as in genai-prices (input_image_tokens within input_tokens). See `units`.
+    units: dict[str, int | float] = field(default_factory=dict)
     usage_source: str = "none"  # provider | partial | none
     service_tier: str | None = None  # the tier that served it (priority, flex, batch...); priced at
     speed: str | None = None  # the inference speed mode that served it (Anthropic's `fast`); priced at

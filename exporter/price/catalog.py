@@ -47,6 +47,11 @@ NOT_IN_CATALOG = frozenset({"ollama", "vllm", "lm_studio", "llama_cpp", "tgi", "
 MODEL_NAME_FALLBACK = frozenset({"openai"})
 
 _DAY_NS = 86_400 * 10**9
+# Models whose audio genai-prices bills for at least this many seconds per request (`ModelInfo.calc_price`).
+MINIMUM_SECONDS: Mapping[tuple[str, str], int] = {
+    ("groq", "whisper-large-v3"): 10,
+    ("groq", "whisper-large-v3-turbo"): 10,
+}
 
 
 def catalog_version() -> str:
@@ -135,6 +140,7 @@ class CatalogPrice:
         "_by_day",
         "_by_price",
         "_by_tier",
+        "_minimum_seconds",
         "_model",
         "_static",
         "_tiered",
@@ -149,7 +155,8 @@ class CatalogPrice:
         self.model_id = model.id
         self.source = f"genai-prices {version} {provider.id}/{model.id}"
         self._model = model
-        self._static = Rate(model.prices) if isinstance(model.prices, ModelPrice) else None
+        self._minimum_seconds = MINIMUM_SECONDS.get((provider.id, model.id), 0)
+        self._static = self._rate(model.prices) if isinstance(model.prices, ModelPrice) else None
         self._time_of_day = not isinstance(model.prices, ModelPrice) and any(
             isinstance(p.constraint, TimeOfDateConstraint) for p in model.prices
         )
@@ -177,17 +184,20 @@ class CatalogPrice:
 
     def _tier_rate(self, time_ns: int, context: Mapping[str, str]) -> Rate:
         if self._time_of_day:
-            return Rate(self._model.get_prices(utc(time_ns), context))
+            return self._rate(self._model.get_prices(utc(time_ns), context))
         key = (time_ns // _DAY_NS, tuple(context.items()))
         rate = self._by_tier.get(key)
         if rate is None:
             if len(self._by_tier) >= MAX_TIER_RATES:
                 self._by_tier.clear()
-            rate = self._by_tier[key] = Rate(self._model.get_prices(utc(key[0] * _DAY_NS), context))
+            rate = self._by_tier[key] = self._rate(self._model.get_prices(utc(key[0] * _DAY_NS), context))
         return rate
 
     def _compiled(self, model_price: ModelPrice) -> Rate:
         rate = self._by_price.get(id(model_price))
         if rate is None or rate.model_price is not model_price:
-            rate = self._by_price[id(model_price)] = Rate(model_price)
+            rate = self._by_price[id(model_price)] = self._rate(model_price)
         return rate
+
+    def _rate(self, model_price: ModelPrice) -> Rate:
+        return Rate(model_price, self._minimum_seconds)

@@ -19,10 +19,15 @@ _OVERRIDE_KEYS = frozenset(
         "output_per_mtok",
         "cache_read_per_mtok",
         "cache_write_per_mtok",
+        "per_image_usd",
+        "per_audio_minute_usd",
+        "per_million_characters_usd",
         "markup",
         "fixed_fee_usd",
     }
 )
+# Prices of units other than tokens: with one of them, the token prices may be left out (tokens then cost nothing).
+_UNIT_PRICE_KEYS = ("per_image_usd", "per_audio_minute_usd", "per_million_characters_usd")
 
 
 class PricingConfigError(ValueError):
@@ -35,17 +40,22 @@ class PricingConfigError(ValueError):
 
 @dataclass(frozen=True)
 class PriceOverride:
-    """A configured price for models matching `model` (exact name or glob, case-insensitive), USD per million tokens.
+    """A configured price for models matching `model` (exact name or glob, case-insensitive), USD per million tokens,
+    and per unit of the record's `units`: per generated image (`images`), per minute of audio (`audio_seconds`, else
+    `input_audio_seconds`), per million input characters (`input_characters`).
 
     `markup` and `fixed_fee_usd`, when set, replace the global ones for records priced by this entry.
     """
 
     model: str
-    input_per_mtok: Decimal
-    output_per_mtok: Decimal
+    input_per_mtok: Decimal | None = None
+    output_per_mtok: Decimal | None = None
     provider: str | None = None
     cache_read_per_mtok: Decimal | None = None
     cache_write_per_mtok: Decimal | None = None
+    per_image_usd: Decimal | None = None
+    per_audio_minute_usd: Decimal | None = None
+    per_million_characters_usd: Decimal | None = None
     markup: Decimal | None = None
     fixed_fee_usd: Decimal | None = None
     _glob: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
@@ -99,13 +109,18 @@ def _override(entry: object, where: str) -> PriceOverride:
     provider = entry.get("provider")
     if provider is not None and (not isinstance(provider, str) or not provider.strip()):
         raise PricingConfigError(f"{where}.provider", f"must be a provider name, got {provider!r}")
+    per_image, per_minute, per_mchars = (_amount(entry, key, where) for key in _UNIT_PRICE_KEYS)
+    tokens = _required_amount if per_image is None and per_minute is None and per_mchars is None else _amount
     return PriceOverride(
         model=model.strip(),
         provider=provider.strip() if provider is not None else None,
-        input_per_mtok=_required_amount(entry, "input_per_mtok", where),
-        output_per_mtok=_required_amount(entry, "output_per_mtok", where),
+        input_per_mtok=tokens(entry, "input_per_mtok", where),
+        output_per_mtok=tokens(entry, "output_per_mtok", where),
         cache_read_per_mtok=_amount(entry, "cache_read_per_mtok", where),
         cache_write_per_mtok=_amount(entry, "cache_write_per_mtok", where),
+        per_image_usd=per_image,
+        per_audio_minute_usd=per_minute,
+        per_million_characters_usd=per_mchars,
         markup=_markup(entry, "markup", where),
         fixed_fee_usd=_amount(entry, "fixed_fee_usd", where),
     )
@@ -142,7 +157,10 @@ def _amount(data: Mapping[Any, Any], key: str, where: str) -> Decimal | None:
 def _required_amount(data: Mapping[Any, Any], key: str, where: str) -> Decimal:
     number = _amount(data, key, where)
     if number is None:
-        raise PricingConfigError(f"{where}.{key}", "required: USD per million tokens")
+        raise PricingConfigError(
+            f"{where}.{key}",
+            f"required: USD per million tokens (unless the entry has one of {', '.join(_UNIT_PRICE_KEYS)})",
+        )
     return number
 
 

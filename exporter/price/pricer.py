@@ -13,13 +13,15 @@ from typing import Protocol
 from genai_prices.types import ModelPrice, TieredPrices
 
 from ..normalise.record import Record
+from ..normalise.units import AUDIO_SECONDS, AUDIO_SECONDS_PARTS, CHARACTERS, IMAGES, INPUT_AUDIO_SECONDS
 from .catalog import Catalog, CatalogPrice, catalog_age_seconds, catalog_version
 from .config import PriceOverride, PricingConfig
-from .rate import Rate, Usage, to_nusd
+from .rate import Rate, Units, Usage, to_nusd
 
 UNPRICED = "unpriced"
 _LISTED = ("input", "output", "cache_read", "cache_write", "cache_write_1h")
 _ONE = Decimal(1)
+_ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +70,13 @@ class _Schedule(Protocol):
     def rate_at(self, time_ns: int, tier: str | None = None, speed: str | None = None) -> Rate: ...
 
 
-class _OverridePrice:
-    __slots__ = ("_rate", "override", "source")
+class _OverrideRate(Rate):
+    """A configured price: the tokens as a genai-prices `ModelPrice`, plus the entry's per-unit prices."""
+
+    __slots__ = ("_per_image", "_per_mchars", "_per_minute", "_unit_keys")
 
     def __init__(self, override: PriceOverride) -> None:
-        self.override = override
-        self.source = f"config:{override.model}"
-        self._rate = Rate(
+        super().__init__(
             ModelPrice(
                 input_mtok=override.input_per_mtok,
                 output_mtok=override.output_per_mtok,
@@ -82,6 +84,49 @@ class _OverridePrice:
                 cache_write_mtok=override.cache_write_per_mtok,
             )
         )
+        self._per_image = override.per_image_usd
+        self._per_minute = override.per_audio_minute_usd
+        self._per_mchars = override.per_million_characters_usd
+        self._unit_keys = tuple(
+            key
+            for price, keys in (
+                (self._per_image, (IMAGES,)),
+                (self._per_minute, (AUDIO_SECONDS, INPUT_AUDIO_SECONDS)),
+                (self._per_mchars, (CHARACTERS,)),
+            )
+            if price is not None
+            for key in keys
+        )
+
+    def cost(self, usage: Usage, units: Units | None = None) -> Decimal:
+        total = super().cost(usage, units)
+        if units and self._unit_keys:
+            total += self._units_cost(units)
+        return total
+
+    def covers(self, units: Units) -> bool:
+        return any(units.get(key) for key in self._unit_keys) or super().covers(units)
+
+    def _units_cost(self, units: Units) -> Decimal:
+        """USD for the units the entry prices: images, minutes of audio, millions of input characters."""
+        total = _ZERO
+        if self._per_image is not None:
+            total += self._per_image * _decimal(units.get(IMAGES, 0))
+        if self._per_minute is not None:
+            seconds = units.get(AUDIO_SECONDS, units.get(INPUT_AUDIO_SECONDS, 0))
+            total += self._per_minute * _decimal(seconds) / 60
+        if self._per_mchars is not None:
+            total += self._per_mchars * _decimal(units.get(CHARACTERS, 0)) / 1_000_000
+        return total
+
+
+class _OverridePrice:
+    __slots__ = ("_rate", "override", "source")
+
+    def __init__(self, override: PriceOverride) -> None:
+        self.override = override
+        self.source = f"config:{override.model}"
+        self._rate = _OverrideRate(override)
 
     def rate_at(self, time_ns: int, tier: str | None = None, speed: str | None = None) -> Rate:
         return self._rate  # a configured price is the price, whatever the tier or speed
@@ -103,8 +148,9 @@ class Pricer:
     """Fills a record's costs, `price_source` and `priced`; resolutions are cached per provider and models.
 
     Customer cost = provider cost x (1 + markup) + fixed fee, from the stored (integer nano-USD) provider cost.
-    A record without any tokens costs 0, fixed fee included, when its model has a price. A model without a price leaves
-    the costs None with `price_source="unpriced"`, and is counted in `unpriced_total` / `unpriced_models`.
+    A record without any usage (tokens or units) costs 0, fixed fee included, when its model has a price. A model
+    without a price, a record whose only usage is units its price does not charge, and a usage genai-prices refuses
+    leave the costs None with `price_source="unpriced"`, counted in `unpriced_total` / `unpriced_models`.
     """
 
     max_cached = 10_000  # distinct (provider, response model, request model); the cache restarts past it
@@ -131,8 +177,12 @@ class Pricer:
         except KeyError:
             resolved = self._resolve(*key)
         usage = _usage(record)
-        cost = _cost(resolved, usage, record)
-        if record.usage_source == "none" and record.status == "success" and not any(usage):
+        units: Units = record.units
+        if units:
+            units = _units(units)
+        used = any(usage) or any(units.values())
+        cost = _cost(resolved, usage, units, used, record)
+        if record.usage_source == "none" and record.status == "success" and not used:
             cost = None  # tokens unknown (e.g. a stream without usage): the cost is unknown, not $0
         if resolved is None or cost is None:
             record.provider_cost_nusd = record.customer_cost_nusd = None
@@ -141,7 +191,7 @@ class Pricer:
             self._count_unpriced(record)
             return
         record.provider_cost_nusd = cost
-        record.customer_cost_nusd = resolved.customer_nusd(cost) if any(usage) else 0
+        record.customer_cost_nusd = resolved.customer_nusd(cost) if used else 0
         record.price_source = resolved.schedule.source
         record.priced = True
 
@@ -260,18 +310,33 @@ def _usage(record: Record) -> Usage:
     )
 
 
-def _cost(resolved: _Resolved | None, usage: Usage, record: Record) -> int | None:
-    """Provider nano-USD at the request's service tier and speed; 0 without tokens; None when unpriced or
-    genai-prices rejects the catalog's price."""
+def _units(units: Units) -> Units:
+    """The record's units for pricing: `audio_seconds`, when not reported, is its parts' sum (input and output)."""
+    if AUDIO_SECONDS in units or not any(key in units for key in AUDIO_SECONDS_PARTS):
+        return units
+    return {**units, AUDIO_SECONDS: sum(units.get(key, 0) for key in AUDIO_SECONDS_PARTS)}
+
+
+def _cost(resolved: _Resolved | None, usage: Usage, units: Units, used: bool, record: Record) -> int | None:
+    """Provider nano-USD at the request's service tier and speed; 0 without usage; None when unpriced, when the only
+    usage is units the price does not charge (an image count under a token price), or when genai-prices rejects the
+    price or the usage."""
     if resolved is None:
         return None
-    if not any(usage):
+    if not used:
         return 0
     try:
         rate = resolved.schedule.rate_at(record.start_time_ns, record.service_tier, record.speed)
-        return to_nusd(rate.cost(usage))
+        if units and not any(usage) and not rate.covers(units):
+            return None
+        return to_nusd(rate.cost(usage, units))
     except ValueError:
         return None
+
+
+def _decimal(value: int | float) -> Decimal:
+    """A unit's amount as genai-prices reads it (a float by its shortest repr)."""
+    return Decimal(value) if type(value) is int else Decimal(repr(value))
 
 
 def _base(value: Decimal | TieredPrices | None) -> Decimal | None:

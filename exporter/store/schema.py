@@ -282,6 +282,10 @@ _V5 = (
     "ALTER TABLE completion_records ADD COLUMN web_searches BIGINT NOT NULL DEFAULT 0",
 )
 
+# Other billed units (`Record.units`: image tokens, characters, audio seconds, images...) as a JSON object; rows
+# stored before have none.
+_V6 = ("ALTER TABLE completion_records ADD COLUMN units TEXT NOT NULL DEFAULT '{}'",)
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -305,6 +309,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         5, "cache_write_1h_tokens, speed, audio tokens and web searches on records", {"sqlite": _V5, "postgresql": _V5}
     ),
+    Migration(6, "units on records (JSON)", {"sqlite": _V6, "postgresql": _V6}),
 )
 
 

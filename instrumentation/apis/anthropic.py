@@ -1,5 +1,6 @@
 """Anthropic's Messages API, on Anthropic's own hosts and on Google Vertex AI (`:rawPredict` /
-`:streamRawPredict` of a `publishers/anthropic` model, the same bodies).
+`:streamRawPredict` of a `publishers/anthropic` model, the same bodies; named `gcp.vertex_ai` whatever the host,
+a gateway's included).
 
 Its `input_tokens` excludes cache reads and cache writes, which are added in (the semconv's input). Cache writes
 split by lifetime under `cache_creation`; web searches under `server_tool_use.web_search_requests`. Streams are
@@ -103,20 +104,7 @@ class Messages(Endpoint):
     markers = (b"message_start", b"message_delta", b"message_stop", b"error")
 
     def matches(self, path: str) -> bool:
-        return path.endswith("/messages") or (
-            _VERTEX_MARKER in path and path.endswith((":rawPredict", ":streamRawPredict"))
-        )
-
-    def model_of(self, body: Mapping[str, Any], path: str) -> str:
-        model = body.get("model")
-        if isinstance(model, str):
-            return model
-        if _VERTEX_MARKER in path:  # Vertex names the model in the path
-            return path.split(_VERTEX_MARKER, 1)[1].split(":", 1)[0]
-        return ""
-
-    def streams(self, body: Mapping[str, Any], path: str) -> bool:
-        return bool(body.get("stream")) or path.endswith(":streamRawPredict")
+        return path.endswith("/messages")
 
     def read_params(self, body: Mapping[str, Any], request: Request) -> None:
         read_anthropic_params(body, request)
@@ -138,5 +126,25 @@ class Messages(Endpoint):
         read_stream_event(answer, data, capture=capture)
 
 
+class VertexMessages(Messages):
+    """Claude on Vertex AI: the model is named in the path, the stream by the path's method too."""
+
+    api = "anthropic.vertex"
+    provider = "gcp.vertex_ai"
+
+    def matches(self, path: str) -> bool:
+        return _VERTEX_MARKER in path and path.endswith((":rawPredict", ":streamRawPredict"))
+
+    def model_of(self, body: Mapping[str, Any], path: str) -> str:
+        model = body.get("model")
+        if isinstance(model, str):
+            return model
+        return path.split(_VERTEX_MARKER, 1)[1].split(":", 1)[0]
+
+    def streams(self, body: Mapping[str, Any], path: str) -> bool:
+        return bool(body.get("stream")) or path.endswith(":streamRawPredict")
+
+
 MESSAGES = Messages()
-ENDPOINTS = (MESSAGES,)
+VERTEX_MESSAGES = VertexMessages()
+ENDPOINTS = (MESSAGES, VERTEX_MESSAGES)

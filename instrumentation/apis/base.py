@@ -51,6 +51,7 @@ class Request:
     user: str | None = None
     stream_options: bool = False  # the body sets `stream_options` itself
     body: Mapping[str, Any] | None = None  # kept only for content capture
+    usage: Usage | None = None  # what the request alone fixes (a speech input's characters), for answers without usage
 
 
 class Answer:
@@ -159,6 +160,10 @@ class Endpoint:
 
     def on_event(self, answer: Answer, name: str, data: Mapping[str, Any], *, capture: bool) -> None:
         """One streamed event, already parsed (an SDK hook that reads the answer itself calls this)."""
+
+    def read_headers(self, answer: Answer, status: int, headers: Mapping[str, str]) -> None:
+        """An attempt's answer headers (lower-case names), before its body: for APIs that say part of the answer
+        there (Bedrock's error code and token counts)."""
 
     def error_type(self, provider_error: str | None) -> str | None:
         """The bounded `error.type` of a failed answer from the provider's own error name (an AWS error code,
