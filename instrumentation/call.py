@@ -160,8 +160,19 @@ class LLMCall:
     def body_started(self) -> None:
         self.body_open = True
 
+    def stream_ended(self, reader: ResponseReader, how: str, error: BaseException | None = None) -> None:
+        """The streamed body of an attempt was read to its end (`read`), closed by the app (`closed`), dropped
+        unclosed (`dropped`) or failed (`failed`). A stream closed after its last event counts as completed."""
+        if how == "read" or (how == "closed" and reader.answer.saw_end):
+            outcome = "completed"
+        elif how == "failed":
+            outcome = "failed"
+        else:
+            outcome = "abandoned" if how == "dropped" else "closed_early"
+        self.body_ended(reader, outcome, error)
+
     def body_ended(self, reader: ResponseReader, outcome: str, error: BaseException | None = None) -> None:
-        """The body of an attempt was read to its end, closed, dropped or failed."""
+        """The body of an attempt was read to its end, closed, dropped or failed (`outcome`: the stream outcome)."""
         if reader is not self.reader or not self.body_open:
             return
         self.body_open = False

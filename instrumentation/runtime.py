@@ -14,9 +14,14 @@ from typing import Any
 from . import budgets as budget_state
 from .apis.base import Endpoint, Request
 from .budgets import BudgetError
-from .call import LLMCall
+from .call import LLMCall, run, run_async
+from .safety import quiet
 from .settings import Settings
 from .telemetry import Telemetry
+
+# How a hook opens the call of an SDK method call: (client, args, kwargs) -> the call, the refusal, or None.
+OpenCall = Callable[[Any, tuple[Any, ...], dict[str, Any]], LLMCall | BudgetError | None]
+Wrapper = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
 
 
 @dataclass
@@ -89,3 +94,33 @@ def deactivate(user: str) -> bool:
         budget_state.shutdown()
         _current = None
         return True
+
+
+def opened(open_call: OpenCall, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall | None:
+    """The call `open_call` opens for an SDK method call, or None (no LLM call, or llmtally itself failed: the app's
+    call goes on unrecorded). Raises only the `BudgetError` that refuses the call, decided inside `quiet()`."""
+    found: LLMCall | BudgetError | None = None
+    with quiet():
+        found = open_call(instance, args, kwargs)
+    if isinstance(found, BudgetError):
+        raise found
+    return found
+
+
+def method_wrappers(open_call: OpenCall) -> tuple[Wrapper, Wrapper]:
+    """wrapt wrappers for an SDK's sync and async methods that each make one LLM call: the method runs as the call
+    `open_call` opens (the HTTP hook joins its attempts), or untouched when it opens none."""
+
+    def sync_method(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = opened(open_call, instance, args, kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        return run(call, wrapped, args, kwargs)
+
+    async def async_method(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = opened(open_call, instance, args, kwargs)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        return await run_async(call, wrapped, args, kwargs)
+
+    return sync_method, async_method

@@ -18,10 +18,9 @@ from wrapt import wrap_function_wrapper
 from . import apis, runtime
 from .apis.base import Endpoint
 from .budgets import BudgetError
-from .call import LLMCall, current_call, run, run_async
+from .call import LLMCall, current_call
 from .keys import key_from_client
 from .providers import AZURE_OPENAI, BEDROCK, VERTEX_AI, provider_for
-from .safety import quiet
 
 
 class ClientKind(NamedTuple):
@@ -55,21 +54,10 @@ def client_kind(instance: Any) -> ClientKind:
     return found
 
 
-def _open(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], provider: str) -> LLMCall | None:
-    """The call this SDK request opens, or None for a request that is no LLM call.
-
-    Raises only the `BudgetError` that refuses the call (decided inside `quiet()`, raised outside it)."""
-    opened: LLMCall | BudgetError | None = None
-    with quiet():
-        opened = _open_call(instance, args, kwargs, provider)
-    if isinstance(opened, BudgetError):
-        raise opened
-    return opened
-
-
 def _open_call(
-    instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], provider: str
+    instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, provider: str
 ) -> LLMCall | BudgetError | None:
+    """The call an SDK `request()` opens (or its refusal), None for a request that is no LLM call."""
     rt = runtime.get()
     if rt is None or current_call.get() is not None:
         return None
@@ -124,22 +112,9 @@ def _url_parts(base: Any) -> tuple[str, int | None, str]:
     return found[1], found[2], found[3]
 
 
-def request_wrappers(provider: str) -> tuple[Any, Any]:
+def request_wrappers(provider: str) -> tuple[runtime.Wrapper, runtime.Wrapper]:
     """The sync and async `request` wrappers for an SDK whose own provider is `provider`."""
-
-    def sync_request(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call = _open(instance, args, kwargs, provider)
-        if call is None:
-            return wrapped(*args, **kwargs)
-        return run(call, wrapped, args, kwargs)
-
-    async def async_request(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call = _open(instance, args, kwargs, provider)
-        if call is None:
-            return await wrapped(*args, **kwargs)
-        return await run_async(call, wrapped, args, kwargs)
-
-    return sync_request, async_request
+    return runtime.method_wrappers(partial(_open_call, provider=provider))
 
 
 def wrap_clients(module: str, provider: str) -> None:

@@ -6,10 +6,12 @@ sends to the globals (such as the Anthropic SDK's own spans) is captured too and
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
@@ -22,9 +24,33 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import llmtally
 from llmtally.demo.fake_provider import FakeProvider
+from llmtally.exporter.normalise.convert import to_record
+from llmtally.exporter.normalise.record import Record
+from llmtally.exporter.price import Pricer
 from llmtally.exporter.store import open_store
 from llmtally.exporter.store.sql import SQLStore
 from pg_server import PostgresServer
+
+# The sampling parameters the provider tests ask for, as a record names them: a test sends them under its API's own
+# names (`sampling_parameters`) and finds every one on the record.
+SAMPLING: dict[str, Any] = {
+    "gen_ai.request.temperature": 0.3,
+    "gen_ai.request.top_p": 0.9,
+    "gen_ai.request.top_k": 40,
+    "gen_ai.request.max_tokens": 256,
+    "gen_ai.request.stop_sequences": ("END",),
+    "gen_ai.request.seed": 7,
+    "gen_ai.request.frequency_penalty": 0.1,
+    "gen_ai.request.presence_penalty": 0.2,
+}
+
+
+def sampling_parameters(**renamed: str) -> dict[str, Any]:
+    """`SAMPLING` as an API takes them: each under the last part of its record name (`temperature`), or under the
+    name `renamed` gives that part (`top_p="p"`); sequences as lists."""
+    parts = {name.removeprefix("gen_ai.request."): value for name, value in SAMPLING.items()}
+    assert set(renamed) <= set(parts), renamed
+    return {renamed.get(part, part): list(v) if isinstance(v, tuple) else v for part, v in parts.items()}
 
 
 @dataclass
@@ -37,6 +63,35 @@ class Captured:
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
     logger_provider: LoggerProvider
+
+    def instrument(self, **settings: Any) -> None:
+        """Instruments llmtally into these pipelines; `settings` are `llmtally.instrument`'s (and win)."""
+        pipelines = {
+            "tracer_provider": self.tracer_provider,
+            "meter_provider": self.meter_provider,
+            "logger_provider": self.logger_provider,
+        }
+        llmtally.instrument(**(pipelines | settings))
+
+    def reinstrument(self, **settings: Any) -> None:
+        """Instruments llmtally again, into these pipelines, with other `settings` (`llmtally.instrument`'s)."""
+        llmtally.uninstrument()
+        self.instrument(**settings)
+
+    def clear(self) -> None:
+        """Drops the spans and audit events captured so far (the metrics keep their counts)."""
+        self.span_exporter.clear()
+        self.log_exporter.clear()
+
+    def closed_early(self, input_tokens: int) -> dict[str, Any]:
+        """The only record, of a stream the app let go of after its first chunks: no error, and the usage read by
+        then (partial: `input_tokens` of input)."""
+        record = self.record()
+        assert record["llmtally.stream.outcome"] == "closed_early"
+        assert record["llmtally.usage.source"] == "partial"
+        assert record["gen_ai.usage.input_tokens"] == input_tokens
+        assert "error.type" not in record
+        return record
 
     def spans(self, scope: str | None = "llmtally") -> list[ReadableSpan]:
         found = self.span_exporter.get_finished_spans()
@@ -56,6 +111,23 @@ class Captured:
         records = self.records()
         assert len(records) == 1, f"expected exactly one record, got {len(records)}: {records}"
         return records[0]
+
+    def stored(self, pricer: Pricer | None = None) -> tuple[dict[str, Any], Record]:
+        """The only span's attributes (which the audit event says too) and the record the receiver converts and
+        prices (with `pricer`, else the default one) from them."""
+        (span,) = self.spans()
+        attrs = dict(span.attributes or {})
+        assert attrs == self.record()
+        assert span.start_time is not None and span.end_time is not None
+        record = to_record(
+            attrs,
+            record_id=f"{span.context.span_id:016x}",
+            start_ns=span.start_time,
+            end_ns=span.end_time,
+            source="llmtally",
+        )
+        (pricer or Pricer()).price(record)
+        return attrs, record
 
     def metrics(self) -> dict[str, Metric]:
         data = self.metric_reader.get_metrics_data()
@@ -106,8 +178,6 @@ def _session_providers() -> dict[str, Any]:
 def telemetry() -> Iterator[Captured]:
     """llmtally instrumented into fresh in-memory pipelines; uninstrumented afterwards."""
     session = _session_providers()
-    session["spans"].clear()
-    session["logs"].clear()
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
     if not _SESSION.get("meter_set"):
@@ -121,16 +191,22 @@ def telemetry() -> Iterator[Captured]:
         meter_provider,
         session["logger_provider"],
     )
-    llmtally.instrument(
-        tracer_provider=captured.tracer_provider,
-        meter_provider=meter_provider,
-        logger_provider=captured.logger_provider,
-    )
+    captured.clear()
+    captured.instrument()
     try:
         yield captured
     finally:
         llmtally.uninstrument()
         meter_provider.shutdown()
+
+
+@pytest.fixture(scope="module")
+def litellm() -> Any:
+    """LiteLLM, set to read its own bundled price map (no fetch of it at import)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm as module
+
+    return module
 
 
 @pytest.fixture(scope="session")
@@ -144,6 +220,19 @@ def provider(provider_server: FakeProvider) -> FakeProvider:
     """The session's fake provider, with scripts and recorded requests cleared."""
     provider_server.reset()
     return provider_server
+
+
+class ToFakeProvider(httpx.HTTPTransport):
+    """An httpx transport that sends every request to the fake provider, whatever host its URL names (the request
+    keeps that host in its `Host` header): a provider's real host, routed here."""
+
+    def __init__(self, provider: FakeProvider) -> None:
+        super().__init__()
+        self.port = int(provider.port)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=self.port)
+        return super().handle_request(request)
 
 
 def new_pg_server() -> PostgresServer:

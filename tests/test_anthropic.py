@@ -81,20 +81,20 @@ def test_stream_helper_and_ratelimits(telemetry, provider):
     assert gauges == {"requests", "tokens", "input_tokens", "output_tokens"}
 
 
-def test_raw_stream_closed_early_is_partial(telemetry, provider):
-    stream = client(provider).messages.create(
-        model="claude-haiku-4-5", max_tokens=64, messages=MESSAGES, stream=True, extra_headers={"x-fake-chunks": "20"}
+def assert_raw_stream_closed_early_is_partial(telemetry, sdk, model: str) -> None:
+    """Closes a raw stream of `sdk`'s at its first text: one record, with the input counts of message_start."""
+    stream = sdk.messages.create(
+        model=model, max_tokens=64, messages=MESSAGES, stream=True, extra_headers={"x-fake-chunks": "20"}
     )
     for event in stream:
         if event.type == "content_block_delta":
             break
     stream.close()
-    record = telemetry.record()
-    assert record["llmtally.stream.outcome"] == "closed_early"
-    # message_start carried the input counts; the final output count never came.
-    assert record["llmtally.usage.source"] == "partial"
-    assert record["gen_ai.usage.input_tokens"] == PROMPT
-    assert "error.type" not in record
+    telemetry.closed_early(PROMPT)  # message_start carried the input counts; the final output count never came
+
+
+def test_raw_stream_closed_early_is_partial(telemetry, provider):
+    assert_raw_stream_closed_early_is_partial(telemetry, client(provider), "claude-haiku-4-5")
 
 
 def test_beta_messages_and_parse(telemetry, provider):

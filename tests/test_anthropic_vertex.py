@@ -9,20 +9,16 @@ from typing import Any
 
 import anthropic
 import httpx
-from test_provider_payloads import genai_cost, stored
+from test_anthropic import MESSAGES, PROMPT, assert_raw_stream_closed_early_is_partial
 
+from conftest import ToFakeProvider
 from llmtally.demo.fake_provider import ANTHROPIC_USAGE
+from pricing_helpers import record_cost
 
 MODEL = "claude-sonnet-4-5@20250929"
 SNAPSHOT = "claude-sonnet-4-5-20250929"
-MESSAGES: Any = [{"role": "user", "content": "hi"}]
 TOKEN = "ya29.fake-access-token-0123456789"
 PROJECT, REGION = "llmtally-test", "us-east5"
-PROMPT = (
-    ANTHROPIC_USAGE["input_tokens"]
-    + ANTHROPIC_USAGE["cache_read_input_tokens"]
-    + ANTHROPIC_USAGE["cache_creation_input_tokens"]
-)
 PATH = f"/projects/{PROJECT}/locations/{REGION}/publishers/anthropic/models/{MODEL}"
 
 
@@ -44,7 +40,7 @@ def assert_vertex_record(attrs: dict[str, Any], record: Any, *, stream: bool) ->
     assert TOKEN not in str(attrs)
     # Google's price for the model, not Anthropic's.
     assert record.price_source.endswith("google/claude-sonnet-4-5")
-    assert record.provider_cost_nusd == genai_cost(record, "google", MODEL, None) > 0
+    assert record.provider_cost_nusd == record_cost(record, "google", MODEL) > 0
 
 
 def test_create_is_one_record_named_and_priced_as_vertex(telemetry, provider, monkeypatch):
@@ -56,7 +52,7 @@ def test_create_is_one_record_named_and_priced_as_vertex(telemetry, provider, mo
     assert "model" not in sent.json and "anthropic_version" in sent.json  # the model is in the path
     assert sent.headers["authorization"] == f"Bearer {TOKEN}"
     assert [s.instrumentation_scope.name for s in telemetry.spans(scope=None)] == ["llmtally"]
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert telemetry.spans()[0].name == f"chat {MODEL}"
     assert_vertex_record(attrs, record, stream=False)
     assert attrs["gen_ai.request.stop_sequences"] == ("END",)
@@ -83,22 +79,12 @@ def test_streamed_create_and_stream_helper(telemetry, provider):
 
 def test_streamed_record_is_priced_at_googles_rate(telemetry, provider):
     list(client(provider).messages.create(model=MODEL, max_tokens=64, messages=MESSAGES, stream=True))
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert_vertex_record(attrs, record, stream=True)
 
 
 def test_stream_closed_early_is_partial(telemetry, provider):
-    stream = client(provider).messages.create(
-        model=MODEL, max_tokens=64, messages=MESSAGES, stream=True, extra_headers={"x-fake-chunks": "20"}
-    )
-    for event in stream:
-        if event.type == "content_block_delta":
-            break
-    stream.close()
-    record = telemetry.record()
-    assert record["llmtally.stream.outcome"] == "closed_early"
-    assert record["llmtally.usage.source"] == "partial"
-    assert record["gen_ai.usage.input_tokens"] == PROMPT
+    assert_raw_stream_closed_early_is_partial(telemetry, client(provider), MODEL)
 
 
 def test_async_create_and_stream(telemetry, provider):
@@ -154,24 +140,18 @@ def test_raw_http_through_a_gateway_is_vertex(telemetry, provider):
     """`publishers/anthropic/models/...:rawPredict` is Vertex AI's path: a gateway's host does not make it
     Anthropic's own API."""
     raw_predict(provider.base_url, PATH + ":rawPredict").raise_for_status()
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert_vertex_record(attrs, record, stream=False)
 
 
 def test_raw_http_to_the_regional_host(telemetry, provider):
     """The regional host, `{region}-aiplatform.googleapis.com`, routed here to the fake provider; streamed."""
-
-    class ToFake(httpx.HTTPTransport):
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=int(provider.port))
-            return super().handle_request(request)
-
     payload = {"anthropic_version": "vertex-2023-10-16", "max_tokens": 64, "messages": MESSAGES, "stream": True}
-    with httpx.Client(transport=ToFake()) as http:
+    with httpx.Client(transport=ToFakeProvider(provider)) as http:
         url = f"https://{REGION}-aiplatform.googleapis.com/v1{PATH}:streamRawPredict"
         with http.stream("POST", url, json=payload) as answer:
             list(answer.iter_lines())
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["server.address"] == f"{REGION}-aiplatform.googleapis.com"
     assert attrs["llmtally.stream.outcome"] == "completed"
     assert_vertex_record(attrs, record, stream=True)

@@ -13,7 +13,6 @@ import gc
 import json
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import anthropic
@@ -25,7 +24,6 @@ import genai_prices
 import pytest
 from botocore.config import Config
 from test_budget_enforcement import BudgetServer, budget
-from test_provider_payloads import stored
 
 import llmtally
 from llmtally.demo import fake_bedrock
@@ -40,8 +38,8 @@ from llmtally.demo.fake_bedrock import (
     TITAN_EMBED_INPUT_TOKENS,
     TITAN_TEXT_USAGE,
 )
-from llmtally.exporter.price.rate import to_nusd
 from llmtally.instrumentation.keys import key_id
+from pricing_helpers import answer_cost, usage_cost
 
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -82,18 +80,6 @@ def send_header(bedrock: Any, name: str, value: str) -> None:
         request.headers[name] = value
 
     bedrock.meta.events.register("before-sign.bedrock-runtime", add)
-
-
-def cost_of(usage: Any, model: str, record: Any) -> int:
-    """What genai-prices charges for `usage` of `model` on Bedrock at the record's time, in nano-USD."""
-    when = datetime.fromtimestamp(record.start_time_ns / 1e9, UTC)
-    price = genai_prices.calc_price(usage, model, provider_id="aws", genai_request_timestamp=when)
-    return to_nusd(price.total_price)
-
-
-def extracted(answer: Any, flavor: str) -> Any:
-    """The usage genai-prices' own `aws` extractor reads from an answer."""
-    return genai_prices.extract_usage(answer, provider_id="aws", api_flavor=flavor).usage
 
 
 @dataclass(frozen=True)
@@ -225,8 +211,11 @@ def assert_family_cost(record: Any, family: Family, answer: Any = None) -> None:
         assert (record.priced, record.price_source, record.provider_cost_nusd) == (False, "unpriced", None)
         return
     assert record.priced, record.price_source
-    usage = extracted(answer, family.flavor) if family.flavor and answer is not None else family.usage()
-    assert record.provider_cost_nusd == cost_of(usage, family.model, record) > 0
+    if family.flavor and answer is not None:
+        cost = answer_cost(answer, family.model, "aws", record, flavor=family.flavor)
+    else:
+        cost = usage_cost(family.usage(), family.model, "aws", record)
+    assert record.provider_cost_nusd == cost > 0
 
 
 # --- Converse -------------------------------------------------------------------------------------------------------
@@ -253,7 +242,7 @@ def test_converse_is_one_record_priced_for_its_model_id(telemetry, provider, mod
     assert answer["output"]["message"]["content"][0]["text"] == fake_bedrock.REPLY_TEXT
     (span,) = telemetry.spans()
     assert span.name == f"chat {model}"
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["gen_ai.provider.name"] == "aws.bedrock"
     assert attrs["gen_ai.request.model"] == model
     assert attrs["gen_ai.request.max_tokens"] == 64
@@ -274,7 +263,7 @@ def test_converse_is_one_record_priced_for_its_model_id(telemetry, provider, mod
     assert "http.request.resend_count" not in attrs
     # Priced as genai-prices prices the answer, read by its own `aws` extractor, for the model id asked for.
     assert record.price_source.endswith("aws/" + catalog_model)
-    assert record.provider_cost_nusd == cost_of(extracted(answer, "default"), model, record) > 0
+    assert record.provider_cost_nusd == answer_cost(answer, model, "aws", record) > 0
     assert telemetry.metric_sum("completion.requests.success", {"gen_ai.provider.name": "aws.bedrock"}) == 1
 
 
@@ -282,10 +271,9 @@ def test_cross_region_profiles_are_priced_at_their_own_rates(telemetry, provider
     bedrock = client(provider)
     costs = {}
     for model in (US_SONNET, GLOBAL_SONNET):
-        telemetry.span_exporter.clear()
-        telemetry.log_exporter.clear()
+        telemetry.clear()
         bedrock.converse(modelId=model, messages=MESSAGES)
-        costs[model] = stored(telemetry)[1].provider_cost_nusd
+        costs[model] = telemetry.stored()[1].provider_cost_nusd
     assert costs[GLOBAL_SONNET] < costs[US_SONNET]  # the regional profile costs 10% more
 
 
@@ -296,7 +284,7 @@ def test_converse_stream(telemetry, provider):
     assert [next(iter(e)) for e in events][-2:] == ["messageStop", "metadata"]
     text = "".join(e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e)
     assert text == fake_bedrock.REPLY_TEXT
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["gen_ai.request.stream"] is True
     assert attrs["gen_ai.request.max_tokens"] == 32
     assert attrs["llmtally.stream.outcome"] == "completed"
@@ -306,7 +294,7 @@ def test_converse_stream(telemetry, provider):
     assert attrs["gen_ai.usage.input_tokens"] == CONVERSE_INPUT
     assert attrs["llmtally.provider.request_id"] == answer["ResponseMetadata"]["RequestId"]
     metadata = events[-1]["metadata"]
-    assert record.provider_cost_nusd == cost_of(extracted(metadata, "default"), US_SONNET, record) > 0
+    assert record.provider_cost_nusd == answer_cost(metadata, US_SONNET, "aws", record) > 0
     assert telemetry.metric_sum("completion.time_to_first_token") == 1
 
 
@@ -352,7 +340,7 @@ def test_invoke_model(telemetry, provider, family):
     assert data and answer["contentType"] == "application/json"
     (span,) = telemetry.spans()
     assert span.name == f"{family.operation} {family.model}"
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert_family_record(attrs, family)
     assert attrs["gen_ai.request.stream"] is False
     assert attrs["llmtally.usage.source"] == "provider"
@@ -366,7 +354,7 @@ def test_invoke_model_with_response_stream(telemetry, provider, family):
     answer = bedrock.invoke_model_with_response_stream(modelId=family.model, body=json.dumps(family.body))
     chunks = [json.loads(event["chunk"]["bytes"]) for event in answer["body"]]
     assert "amazon-bedrock-invocationMetrics" in chunks[-1]
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert_family_record(attrs, family)
     assert attrs["gen_ai.request.stream"] is True
     assert attrs["llmtally.stream.outcome"] == "completed"
@@ -476,13 +464,7 @@ def test_a_connection_error_is_recorded(telemetry):
 
 
 def test_content_is_captured_when_asked(telemetry, provider):
-    llmtally.uninstrument()
-    llmtally.instrument(
-        tracer_provider=telemetry.tracer_provider,
-        meter_provider=telemetry.meter_provider,
-        logger_provider=telemetry.logger_provider,
-        capture_content=True,
-    )
+    telemetry.reinstrument(capture_content=True)
     bedrock = client(provider)
     bedrock.converse(modelId=US_SONNET, messages=MESSAGES, system=[{"text": "Be brief."}])
     titan = next(f for f in FAMILIES if f.name == "titan-text")
@@ -517,14 +499,7 @@ def test_a_hard_budget_refuses_the_call_before_anything_is_sent(telemetry, provi
         state.budgets = [
             budget("bedrock-key", spent=2.0, scope={"provider": "aws.bedrock", "api_key": key_id(ACCESS_KEY)})
         ]
-        llmtally.uninstrument()
-        llmtally.instrument(
-            tracer_provider=telemetry.tracer_provider,
-            meter_provider=telemetry.meter_provider,
-            logger_provider=telemetry.logger_provider,
-            budgets_url=state.url,
-            budgets_refresh_seconds=0.1,
-        )
+        telemetry.reinstrument(budgets_url=state.url, budgets_refresh_seconds=0.1)
         bedrock = client(provider)
         with pytest.raises(llmtally.BudgetExceeded) as refused:
             bedrock.converse(modelId=US_SONNET, messages=MESSAGES)
@@ -572,7 +547,7 @@ def anthropic_bedrock(provider, cls: Any = anthropic.AnthropicBedrock) -> Any:
 def assert_anthropic_bedrock_record(telemetry, model: str, stream: bool) -> None:
     # One span, ours: the SDK's own span is taken over.
     assert [s.instrumentation_scope.name for s in telemetry.spans(scope=None)] == ["llmtally"]
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["gen_ai.provider.name"] == "aws.bedrock"
     assert attrs["gen_ai.request.model"] == model
     assert attrs["gen_ai.request.stream"] is stream
@@ -582,8 +557,9 @@ def assert_anthropic_bedrock_record(telemetry, model: str, stream: bool) -> None
     assert attrs["gen_ai.response.finish_reasons"] == ("end_turn",)
     assert attrs["llmtally.usage.source"] == "provider"
     assert attrs["llmtally.api_key"] == key_id(ACCESS_KEY)
+    cost = answer_cost({"usage": CLAUDE_USAGE}, model, "aws", record, flavor="anthropic")
     assert record.priced
-    assert record.provider_cost_nusd == cost_of(extracted({"usage": CLAUDE_USAGE}, "anthropic"), model, record) > 0
+    assert record.provider_cost_nusd == cost > 0
 
 
 @pytest.mark.parametrize("model", [US_SONNET, GLOBAL_SONNET])
@@ -593,8 +569,7 @@ def test_anthropic_bedrock_create_and_stream(telemetry, provider, model):
         assert message.usage.output_tokens == CLAUDE_USAGE["output_tokens"]
         assert provider.requests[-1].path.endswith("/invoke")
         assert_anthropic_bedrock_record(telemetry, model, stream=False)
-        telemetry.span_exporter.clear()
-        telemetry.log_exporter.clear()
+        telemetry.clear()
         with sdk.messages.stream(model=model, max_tokens=64, messages=CLAUDE_MESSAGES) as stream:
             assert stream.get_final_text() == fake_bedrock.REPLY_TEXT
         assert provider.requests[-1].path.endswith("/invoke-with-response-stream")
@@ -607,8 +582,7 @@ def test_async_anthropic_bedrock_create_and_stream(telemetry, provider):
         async with anthropic_bedrock(provider, anthropic.AsyncAnthropicBedrock) as sdk:
             await sdk.messages.create(model=US_SONNET, max_tokens=64, messages=CLAUDE_MESSAGES)
             assert_anthropic_bedrock_record(telemetry, US_SONNET, stream=False)
-            telemetry.span_exporter.clear()
-            telemetry.log_exporter.clear()
+            telemetry.clear()
             chunks = await sdk.messages.create(model=US_SONNET, max_tokens=64, messages=CLAUDE_MESSAGES, stream=True)
             kinds = [event.type async for event in chunks]
             assert kinds[0] == "message_start" and kinds[-1] == "message_stop"

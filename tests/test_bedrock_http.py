@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from typing import Any
 from urllib.parse import quote
 
@@ -27,14 +26,12 @@ from test_bedrock import (
     Family,
     assert_family_cost,
     assert_family_record,
-    cost_of,
-    extracted,
 )
-from test_provider_payloads import stored
 
 from llmtally.demo import fake_bedrock
 from llmtally.demo.fake_bedrock import CONVERSE_USAGE
 from llmtally.instrumentation.keys import key_id
+from pricing_helpers import answer_cost
 
 LIBRARIES = [httpx2, httpx]
 # A Signature V4 header as AWS SDKs send it: the key id is the access key id, never the signature.
@@ -65,27 +62,26 @@ def test_converse_and_converse_stream(telemetry, provider, library):
             headers=SIGNED,
         )
         assert answer.status_code == 200
-        attrs, record = stored(telemetry)
+        attrs, record = telemetry.stored()
         assert attrs["gen_ai.provider.name"] == "aws.bedrock"
         assert attrs["gen_ai.request.model"] == PROFILE_ARN  # decoded from the path, slashes and all
         assert (attrs["gen_ai.request.max_tokens"], attrs["gen_ai.request.top_p"]) == (64, 0.5)
         assert attrs["gen_ai.usage.input_tokens"] == CONVERSE_INPUT
         assert attrs["llmtally.api_key"] == key_id(ACCESS_KEY)
         assert attrs["llmtally.provider.request_id"] == answer.headers["x-amzn-requestid"]
-        assert record.provider_cost_nusd == cost_of(extracted(answer.json(), "default"), PROFILE_ARN, record) > 0
+        assert record.provider_cost_nusd == answer_cost(answer.json(), PROFILE_ARN, "aws", record) > 0
 
-        telemetry.span_exporter.clear()
-        telemetry.log_exporter.clear()
+        telemetry.clear()
         with http.stream("POST", url(provider, GLOBAL_SONNET, "converse-stream"), json={"messages": MESSAGES}) as s:
             assert s.headers["content-type"] == "application/vnd.amazon.eventstream"
             events = frames(s.read())
         assert [name for name, _ in events][-2:] == ["messageStop", "metadata"]
-        attrs, record = stored(telemetry)
+        attrs, record = telemetry.stored()
         assert attrs["gen_ai.request.stream"] is True
         assert attrs["llmtally.stream.outcome"] == "completed"
         assert attrs["gen_ai.response.finish_reasons"] == ("end_turn",)
         assert attrs["gen_ai.usage.output_tokens"] == CONVERSE_USAGE["outputTokens"]
-        assert record.provider_cost_nusd == cost_of(extracted(events[-1][1], "default"), GLOBAL_SONNET, record) > 0
+        assert record.provider_cost_nusd == answer_cost(events[-1][1], GLOBAL_SONNET, "aws", record) > 0
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
@@ -93,7 +89,7 @@ def test_invoke(telemetry, provider, family):
     with httpx2.Client() as http:
         answer = http.post(url(provider, family.model, "invoke"), json=family.body)
     assert answer.status_code == 200
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert_family_record(attrs, family)
     assert attrs["llmtally.usage.source"] == "provider"
     assert_family_cost(record, family, answer.json())
@@ -109,7 +105,7 @@ def test_invoke_with_response_stream(telemetry, provider, family):
 
     events = asyncio.run(run())
     assert {name for name, _ in events} == {"chunk"}
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert_family_record(attrs, family)
     assert attrs["llmtally.stream.outcome"] == "completed"
     assert attrs["llmtally.usage.source"] == "provider"
@@ -161,14 +157,6 @@ def test_a_body_without_counts_takes_them_from_bedrock_headers(telemetry, provid
 # --- LiteLLM's Bedrock route ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def litellm() -> Any:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch of LiteLLM's own price map
-    import litellm as module
-
-    return module
-
-
 def litellm_args(provider) -> dict[str, Any]:
     return {
         "messages": [{"role": "user", "content": "Say hello"}],
@@ -182,7 +170,7 @@ def litellm_args(provider) -> dict[str, Any]:
 
 
 def assert_litellm_record(telemetry, model: str, stream: bool, family: Family | None = None) -> None:
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["gen_ai.provider.name"] == "aws.bedrock"
     assert attrs["gen_ai.request.model"] == model
     assert attrs["gen_ai.request.stream"] is stream
@@ -190,34 +178,32 @@ def assert_litellm_record(telemetry, model: str, stream: bool, family: Family | 
     assert attrs["llmtally.usage.source"] == "provider"
     if family is None:
         assert attrs["gen_ai.usage.input_tokens"] == CONVERSE_INPUT
-        assert record.provider_cost_nusd == cost_of(extracted({"usage": CONVERSE_USAGE}, "default"), model, record)
+        assert record.provider_cost_nusd == answer_cost({"usage": CONVERSE_USAGE}, model, "aws", record)
     else:
         assert attrs["gen_ai.usage.input_tokens"] == family.input
         assert_family_cost(record, family, {"usage": fake_bedrock.CLAUDE_USAGE})
 
 
+# LiteLLM's routes: the model each is called with, its family where it is an InvokeModel body, and the paths it
+# sends a whole and a streamed request to.
+LITELLM_ROUTES = {
+    "converse": (US_SONNET, None, ("/converse", "/converse-stream")),
+    "invoke": (FAMILIES[0].model, FAMILIES[0], ("/invoke", "/invoke-with-response-stream")),
+}
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
-def test_litellm_converse_route(telemetry, provider, litellm, stream):
-    answer = litellm.completion(model=f"bedrock/converse/{US_SONNET}", stream=stream, **litellm_args(provider))
+@pytest.mark.parametrize("route", LITELLM_ROUTES)
+def test_litellm_route(telemetry, provider, litellm, route, stream):
+    model, family, paths = LITELLM_ROUTES[route]
+    answer = litellm.completion(model=f"bedrock/{route}/{model}", stream=stream, **litellm_args(provider))
     if stream:
         text = "".join(chunk.choices[0].delta.content or "" for chunk in answer)
     else:
         text = answer.choices[0].message.content
     assert text == fake_bedrock.REPLY_TEXT
-    assert provider.requests[-1].path.endswith("/converse-stream" if stream else "/converse")
-    assert_litellm_record(telemetry, US_SONNET, stream)
-
-
-@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
-def test_litellm_invoke_route(telemetry, provider, litellm, stream):
-    claude = FAMILIES[0]
-    answer = litellm.completion(model=f"bedrock/invoke/{claude.model}", stream=stream, **litellm_args(provider))
-    if stream:
-        text = "".join(chunk.choices[0].delta.content or "" for chunk in answer)
-    else:
-        text = answer.choices[0].message.content
-    assert text == fake_bedrock.REPLY_TEXT
-    assert_litellm_record(telemetry, claude.model, stream, claude)
+    assert provider.requests[-1].path.endswith(paths[stream])
+    assert_litellm_record(telemetry, model, stream, family)
 
 
 def test_litellm_async(telemetry, provider, litellm):

@@ -146,14 +146,7 @@ def enforce(telemetry, state) -> Callable[..., budgets.Enforcer]:
     """Re-instruments the test's pipelines with enforcement against `state` (keyword arguments win)."""
 
     def start(**kwargs: Any) -> budgets.Enforcer:
-        llmtally.uninstrument()
-        options = {"budgets_url": state.url, "budgets_refresh_seconds": REFRESH} | kwargs
-        llmtally.instrument(
-            tracer_provider=telemetry.tracer_provider,
-            meter_provider=telemetry.meter_provider,
-            logger_provider=telemetry.logger_provider,
-            **options,
-        )
+        telemetry.reinstrument(**({"budgets_url": state.url, "budgets_refresh_seconds": REFRESH} | kwargs))
         enforcer = budgets.active()
         assert enforcer is not None
         return enforcer
@@ -428,12 +421,7 @@ def test_environment_variables_token_and_uninstrument(telemetry, provider, state
     monkeypatch.setenv("LLMTALLY_BUDGETS_REFRESH_SECONDS", str(REFRESH))
     monkeypatch.setenv("LLMTALLY_BUDGETS_FAIL", "closed")
     state.budgets = [budget("all", spent=3.0)]
-    llmtally.uninstrument()
-    llmtally.instrument(
-        tracer_provider=telemetry.tracer_provider,
-        meter_provider=telemetry.meter_provider,
-        logger_provider=telemetry.logger_provider,
-    )
+    telemetry.reinstrument()
     enforcer = budgets.active()
     assert enforcer is not None and enforcer.fail_closed and enforcer.config.refresh_seconds == REFRESH
     assert_refused(telemetry, provider, lambda: chat(provider), llmtally.BudgetExceeded)

@@ -5,18 +5,16 @@ from Cohere's billed units as genai-prices' own Cohere extractor reads them."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
 import cohere
 import genai_prices
 import httpx
 import pytest
-from test_provider_payloads import stored
 
-import llmtally
+from conftest import SAMPLING, ToFakeProvider, sampling_parameters
 from llmtally.demo.fake_cohere import CHAT_USAGE, EMBED_BILLED, FINISH_REASON, REPLY_TEXT, RERANK_BILLED
-from llmtally.exporter.price.rate import to_nusd
+from pricing_helpers import answer_cost, usage_cost
 
 CHAT_MODEL = "command-a-03-2025"
 EMBED_MODEL = "embed-v4.0"
@@ -35,17 +33,6 @@ def chat_body() -> dict[str, Any]:
     return {"id": "x", "finish_reason": FINISH_REASON, "usage": CHAT_USAGE}
 
 
-def extracted_cost(body: dict[str, Any], model: str, flavor: str, when: datetime) -> int:
-    """What genai-prices charges for a Cohere answer, its usage read by genai-prices' own Cohere extractor."""
-    usage = genai_prices.extract_usage(body, provider_id="cohere", api_flavor=flavor).usage
-    price = genai_prices.calc_price(usage, model, provider_id="cohere", genai_request_timestamp=when)
-    return to_nusd(price.total_price)
-
-
-def when(record: Any) -> datetime:
-    return datetime.fromtimestamp(record.start_time_ns / 1e9, UTC)
-
-
 def assert_chat_usage(record: dict[str, Any]) -> None:
     """The billed counts, not the ones the model saw (which include the prompt template)."""
     assert BILLED["input_tokens"] != CHAT_USAGE["tokens"]["input_tokens"]  # the fixture tells them apart
@@ -56,20 +43,9 @@ def assert_chat_usage(record: dict[str, Any]) -> None:
 
 
 def test_chat_is_one_record_with_billed_usage_parameters_and_cost(telemetry, provider):
-    answer = client(provider).chat(
-        model=CHAT_MODEL,
-        messages=MESSAGES,
-        temperature=0.3,
-        p=0.9,
-        k=40,
-        max_tokens=256,
-        stop_sequences=["END"],
-        seed=7,
-        frequency_penalty=0.1,
-        presence_penalty=0.2,
-    )
+    answer = client(provider).chat(model=CHAT_MODEL, messages=MESSAGES, **sampling_parameters(top_p="p", top_k="k"))
     assert answer.message.content[0].text == REPLY_TEXT
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert telemetry.spans()[0].name == f"chat {CHAT_MODEL}"
     assert attrs["gen_ai.operation.name"] == "chat"
     assert attrs["gen_ai.provider.name"] == "cohere"
@@ -79,36 +55,19 @@ def test_chat_is_one_record_with_billed_usage_parameters_and_cost(telemetry, pro
     assert attrs["gen_ai.request.stream"] is False
     assert attrs["llmtally.usage.source"] == "provider"
     assert_chat_usage(attrs)
-    assert attrs["gen_ai.request.temperature"] == 0.3
-    assert attrs["gen_ai.request.top_p"] == 0.9
-    assert attrs["gen_ai.request.top_k"] == 40
-    assert attrs["gen_ai.request.max_tokens"] == 256
-    assert attrs["gen_ai.request.stop_sequences"] == ("END",)
-    assert attrs["gen_ai.request.seed"] == 7
-    assert attrs["gen_ai.request.frequency_penalty"] == 0.1
-    assert attrs["gen_ai.request.presence_penalty"] == 0.2
+    assert {name: attrs.get(name) for name in SAMPLING} == SAMPLING
     assert attrs["llmtally.api_key"].startswith("sha256:") and KEY not in str(attrs)
     assert record.priced and record.price_source.endswith("cohere/command-a")
-    assert record.provider_cost_nusd == extracted_cost(chat_body(), CHAT_MODEL, "default", when(record))
+    assert record.provider_cost_nusd == answer_cost(chat_body(), CHAT_MODEL, "cohere", record)
     # Priced on what the model saw (template included), it would cost more.
-    seen = genai_prices.calc_price(
-        genai_prices.Usage(input_tokens=CHAT_USAGE["tokens"]["input_tokens"], output_tokens=BILLED["output_tokens"]),
-        CHAT_MODEL,
-        provider_id="cohere",
-    )
-    assert record.provider_cost_nusd < to_nusd(seen.total_price)
+    seen = genai_prices.Usage(input_tokens=CHAT_USAGE["tokens"]["input_tokens"], output_tokens=BILLED["output_tokens"])
+    assert record.provider_cost_nusd < usage_cost(seen, CHAT_MODEL, "cohere")
     assert telemetry.metric_sum("completion.tokens.prompt", {"gen_ai.provider.name": "cohere"}) == 412
 
 
 def test_cohere_host_is_named_cohere(telemetry, provider):
     """The SDK's default host, `api.cohere.com`, routed here to the fake provider."""
-
-    class ToFake(httpx.HTTPTransport):
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=int(provider.port))
-            return super().handle_request(request)
-
-    co = cohere.ClientV2(api_key=KEY, httpx_client=httpx.Client(transport=ToFake()))
+    co = cohere.ClientV2(api_key=KEY, httpx_client=httpx.Client(transport=ToFakeProvider(provider)))
     co.chat(model=CHAT_MODEL, messages=MESSAGES)
     assert provider.requests[0].headers["host"] == "api.cohere.com"
     record = telemetry.record()
@@ -119,7 +78,7 @@ def test_cohere_host_is_named_cohere(telemetry, provider):
 def test_chat_stream(telemetry, provider):
     events = list(client(provider).chat_stream(model=CHAT_MODEL, messages=MESSAGES, temperature=0.5))
     assert events[0].type == "message-start" and events[-1].type == "message-end"
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["gen_ai.request.stream"] is True
     assert attrs["llmtally.stream.outcome"] == "completed"
     assert attrs["llmtally.usage.source"] == "provider"
@@ -128,7 +87,7 @@ def test_chat_stream(telemetry, provider):
     assert attrs["gen_ai.response.time_to_first_chunk"] > 0
     assert attrs["gen_ai.request.temperature"] == 0.5
     assert_chat_usage(attrs)
-    assert record.provider_cost_nusd == extracted_cost(chat_body(), CHAT_MODEL, "default", when(record))
+    assert record.provider_cost_nusd == answer_cost(chat_body(), CHAT_MODEL, "cohere", record)
 
 
 def test_chat_stream_closed_early_has_no_usage_and_no_price(telemetry, provider):
@@ -141,7 +100,7 @@ def test_chat_stream_closed_early_has_no_usage_and_no_price(telemetry, provider)
         if event.type == "content-delta":
             break
     stream.close()
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["llmtally.stream.outcome"] == "closed_early"
     assert attrs["llmtally.usage.source"] == "none"
     assert "gen_ai.usage.input_tokens" not in attrs and "error.type" not in attrs
@@ -170,7 +129,7 @@ def test_embed(telemetry, provider):
         model=EMBED_MODEL, texts=["hello", "goodbye"], input_type="search_document", embedding_types=["float"]
     )
     assert len(answer.embeddings.float_ or []) == 2
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert telemetry.spans()[0].name == f"embeddings {EMBED_MODEL}"
     assert attrs["gen_ai.operation.name"] == "embeddings"
     assert attrs["gen_ai.provider.name"] == "cohere"
@@ -180,14 +139,14 @@ def test_embed(telemetry, provider):
     assert attrs["gen_ai.usage.output_tokens"] == 0
     body = {"meta": {"billed_units": EMBED_BILLED}}
     assert record.priced
-    assert record.provider_cost_nusd == extracted_cost(body, EMBED_MODEL, "embeddings", when(record)) > 0
+    assert record.provider_cost_nusd == answer_cost(body, EMBED_MODEL, "cohere", record, flavor="embeddings") > 0
 
 
 def test_rerank_counts_searches_and_is_flagged_unpriced(telemetry, provider):
     """genai-prices has no price for Cohere's rerank models: the record is unpriced, never $0."""
     answer = client(provider).rerank(model=RERANK_MODEL, query="hi", documents=["a", "b", "c"], top_n=2)
     assert len(answer.results) == 2
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert telemetry.spans()[0].name == f"rerank {RERANK_MODEL}"
     assert attrs["gen_ai.operation.name"] == "rerank"
     assert attrs["gen_ai.provider.name"] == "cohere"
@@ -276,30 +235,17 @@ def test_sdk_retries_exhausted_are_one_failed_record(telemetry, provider):
 
 def test_recorded_by_the_http_hook_alone(telemetry, provider):
     """The Cohere SDK has no hook of its own: `llmtally_http` records it, and nothing does while it is off."""
-    llmtally.uninstrument()
-    providers = {
-        "tracer_provider": telemetry.tracer_provider,
-        "meter_provider": telemetry.meter_provider,
-        "logger_provider": telemetry.logger_provider,
-    }
-    llmtally.instrument(hooks=("openai", "anthropic"), **providers)
+    telemetry.reinstrument(hooks=("openai", "anthropic"))
     provider.fail_next(503, retry_after="1")
     client(provider).chat(model=CHAT_MODEL, messages=MESSAGES)
     assert telemetry.records() == []
-    llmtally.uninstrument()
-    llmtally.instrument(hooks=("http",), **providers)
+    telemetry.reinstrument(hooks=("http",))
     client(provider).chat(model=CHAT_MODEL, messages=MESSAGES)
     assert telemetry.record()["gen_ai.provider.name"] == "cohere"
 
 
 def test_content_capture(telemetry, provider):
-    llmtally.uninstrument()
-    llmtally.instrument(
-        tracer_provider=telemetry.tracer_provider,
-        meter_provider=telemetry.meter_provider,
-        logger_provider=telemetry.logger_provider,
-        capture_content=True,
-    )
+    telemetry.reinstrument(capture_content=True)
     co = client(provider)
     co.chat(model=CHAT_MODEL, messages=MESSAGES)
     list(

@@ -29,11 +29,7 @@ def openai_client(provider, **kwargs):
 
 
 def test_audit_event_is_emitted_when_the_trace_is_not_sampled(telemetry, provider):
-    llmtally.uninstrument()
-    unsampled = TracerProvider(sampler=ALWAYS_OFF)
-    llmtally.instrument(
-        tracer_provider=unsampled, meter_provider=telemetry.meter_provider, logger_provider=telemetry.logger_provider
-    )
+    telemetry.reinstrument(tracer_provider=TracerProvider(sampler=ALWAYS_OFF))
     openai_client(provider).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert telemetry.spans(scope=None) == []
     (event,) = telemetry.events()
@@ -178,12 +174,7 @@ def test_content_capture_with_redaction_and_size_cap(telemetry, provider, monkey
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
     monkeypatch.setenv("LLMTALLY_REDACT_PATTERNS", r"\b\d{3}-\d{2}-\d{4}\b")
     monkeypatch.setenv("LLMTALLY_CAPTURE_MAX_BYTES", "400")
-    llmtally.uninstrument()
-    llmtally.instrument(
-        tracer_provider=telemetry.tracer_provider,
-        meter_provider=telemetry.meter_provider,
-        logger_provider=telemetry.logger_provider,
-    )
+    telemetry.reinstrument()
     prompt = f"my ssn is 123-45-6789 and my key is {SECRET} " + "x" * 1000
     client = openai_client(provider)
     client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}])

@@ -38,7 +38,7 @@ from dashboard_queries import (
     label_values_query,
     targets,
 )
-from instrumented_app import run_instrumented_app
+from instrumented_app import APP_CALLS, run_instrumented_app
 from receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,7 +208,7 @@ def stack(pg_server, provider_server, tmp_path_factory) -> Iterator[Stack]:
                 OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
                 LLMTALLY_ENVIRONMENT=environment,
             )
-            made += 8
+            made += APP_CALLS
             made += run_error_drill(receiver, workdir)
             wait_stored(receiver, made)
             time.sleep(3)

@@ -53,4 +53,5 @@ def test_demo_into_a_given_store(tmp_path, capsys, monkeypatch):
     with open_store(url) as store:
         records = store.records_between(*ALL_TIME)
     assert len(records) == APP_CALLS
-    assert {"openai", "anthropic"} <= {r.provider for r in records}
+    assert {"openai", "anthropic", "ollama", "gcp.gemini", "aws.bedrock"} <= {r.provider for r in records}
+    assert all(r.priced for r in records if r.provider in ("gcp.gemini", "aws.bedrock"))

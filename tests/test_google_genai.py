@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-import genai_prices
 import httpx
 import httpx2
 import pytest
@@ -20,6 +18,7 @@ from google.oauth2.credentials import Credentials
 from test_budget_enforcement import BudgetServer, budget
 
 import llmtally
+from conftest import SAMPLING, sampling_parameters
 from llmtally.demo.fake_gemini import (
     GEMINI_EMBED_USAGE,
     GEMINI_IMAGE_USAGE,
@@ -28,11 +27,8 @@ from llmtally.demo.fake_gemini import (
     REPLY_TEXT,
     reply_text,
 )
-from llmtally.exporter.normalise.convert import to_record
-from llmtally.exporter.normalise.record import Record
-from llmtally.exporter.price import Pricer
-from llmtally.exporter.price.rate import to_nusd
 from llmtally.instrumentation.keys import key_id
+from pricing_helpers import answer_cost, extracted_usage
 
 KEY = "AIzaSy-test-secret-0123456789abcdefghij"
 MODEL = "gemini-2.5-flash"
@@ -100,17 +96,7 @@ def assert_secret_kept(record: Mapping[str, Any]) -> None:
 
 
 def test_generate_content_is_one_record(telemetry, provider):
-    config = types.GenerateContentConfig(
-        temperature=0.3,
-        top_p=0.9,
-        top_k=40,
-        max_output_tokens=256,
-        stop_sequences=["END"],
-        seed=7,
-        candidate_count=2,
-        presence_penalty=0.1,
-        frequency_penalty=0.2,
-    )
+    config = types.GenerateContentConfig(candidate_count=2, **sampling_parameters(max_tokens="max_output_tokens"))
     answer = gemini(provider).models.generate_content(model=MODEL, contents="Say hello", config=config)
     assert answer.text == REPLY_TEXT
     (span,) = telemetry.spans(scope=None)
@@ -124,15 +110,8 @@ def test_generate_content_is_one_record(telemetry, provider):
     assert record["gen_ai.response.id"] == answer.response_id
     assert record["gen_ai.response.finish_reasons"] == ("STOP", "STOP")
     assert record["gen_ai.request.stream"] is False
-    assert record["gen_ai.request.temperature"] == 0.3
-    assert record["gen_ai.request.top_p"] == 0.9
-    assert record["gen_ai.request.top_k"] == 40
-    assert record["gen_ai.request.max_tokens"] == 256
-    assert record["gen_ai.request.stop_sequences"] == ("END",)
-    assert record["gen_ai.request.seed"] == 7
+    assert {name: record.get(name) for name in SAMPLING} == SAMPLING
     assert record["gen_ai.request.choice.count"] == 2
-    assert record["gen_ai.request.presence_penalty"] == 0.1
-    assert record["gen_ai.request.frequency_penalty"] == 0.2
     assert record["server.address"] == "127.0.0.1" and record["server.port"] == provider.port
     assert record["http.response.status_code"] == 200
     assert record["llmtally.usage.source"] == "provider"
@@ -196,13 +175,7 @@ def test_embed_content(telemetry, provider):
 
 
 def test_content_capture(telemetry, provider):
-    llmtally.uninstrument()
-    llmtally.instrument(
-        tracer_provider=telemetry.tracer_provider,
-        meter_provider=telemetry.meter_provider,
-        logger_provider=telemetry.logger_provider,
-        capture_content=True,
-    )
+    telemetry.reinstrument(capture_content=True)
     list(gemini(provider).models.generate_content_stream(model=MODEL, contents="What is the secret word?"))
     record = telemetry.record()
     assert "What is the secret word?" in record["gen_ai.input.messages"]
@@ -239,13 +212,7 @@ def test_vertex_mode_is_vertex_ai(telemetry, provider):
 
 
 def test_the_configured_host_map_wins_over_the_client_mode(telemetry, provider):
-    llmtally.uninstrument()
-    llmtally.instrument(
-        tracer_provider=telemetry.tracer_provider,
-        meter_provider=telemetry.meter_provider,
-        logger_provider=telemetry.logger_provider,
-        provider_hosts={f"127.0.0.1:{provider.port}": "acme-gateway"},
-    )
+    telemetry.reinstrument(provider_hosts={f"127.0.0.1:{provider.port}": "acme-gateway"})
     vertex(provider).models.generate_content(model=MODEL, contents="hi")
     gemini(provider).models.generate_content(model=MODEL, contents="hi")
     assert [r["gen_ai.provider.name"] for r in telemetry.records()] == ["acme-gateway", "acme-gateway"]
@@ -451,31 +418,21 @@ def test_async_error_inside_a_stream(telemetry, provider, transport):
 # --- streams closed early ---------------------------------------------------------------------------------------
 
 
-def test_stream_closed_early_is_partial(telemetry, provider):
+@pytest.mark.parametrize("closed", [True, False], ids=["closed", "dropped"])
+def test_stream_closed_early_or_dropped_is_partial_and_ends_the_call_once(telemetry, provider, closed):
     client = gemini(provider, headers={"x-fake-chunks": "20"})
     stream = client.models.generate_content_stream(model=MODEL, contents="hi")
-    first = next(stream)
-    assert first.text == "Hello"
+    assert next(stream).text == "Hello"
     assert telemetry.records() == []  # still open
-    stream.close()
-    record = telemetry.record()
-    assert record["llmtally.stream.outcome"] == "closed_early"
-    assert record["llmtally.usage.source"] == "partial"
-    assert record["gen_ai.usage.input_tokens"] == GEMINI_USAGE["promptTokenCount"]
-    assert "error.type" not in record
-    stream.close()
-    assert len(telemetry.records()) == 1
-
-
-def test_stream_dropped_ends_the_call_once(telemetry, provider):
-    client = gemini(provider, headers={"x-fake-chunks": "20"})
-    stream = client.models.generate_content_stream(model=MODEL, contents="hi")
-    next(stream)
-    del stream
-    gc.collect()
-    record = telemetry.record()
-    assert record["llmtally.stream.outcome"] == "closed_early"
-    assert record["llmtally.usage.source"] == "partial"
+    if closed:
+        stream.close()
+    else:
+        del stream
+        gc.collect()
+    telemetry.closed_early(GEMINI_USAGE["promptTokenCount"])
+    if closed:
+        stream.close()
+        assert len(telemetry.records()) == 1
 
 
 async def ended(telemetry: Any) -> None:
@@ -489,40 +446,27 @@ async def ended(telemetry: Any) -> None:
     assert len(telemetry.records()) == 1
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx2-transport"])
-def test_async_stream_closed_early_is_partial(telemetry, provider, transport):
+@pytest.mark.parametrize(
+    ("transport", "closed"),
+    [("aiohttp", True), ("httpx2-transport", True), ("aiohttp", False)],
+    ids=["aiohttp-closed", "httpx2-transport-closed", "aiohttp-dropped"],
+)
+def test_async_stream_closed_early_or_dropped_is_partial(telemetry, provider, transport, closed):
     client = gemini(provider, headers={"x-fake-chunks": "20"}, **TRANSPORTS[transport]())
-
-    async def main() -> None:
-        stream = await client.aio.models.generate_content_stream(model=MODEL, contents="hi")
-        async for _ in stream:
-            break
-        await stream.aclose()
-        await ended(telemetry)
-        await client.aio.aclose()
-
-    asyncio.run(main())
-    record = telemetry.record()
-    assert record["llmtally.stream.outcome"] == "closed_early"
-    assert record["llmtally.usage.source"] == "partial"
-    assert record["gen_ai.usage.input_tokens"] == GEMINI_USAGE["promptTokenCount"]
-
-
-def test_async_stream_dropped_ends_the_call_once(telemetry, provider):
-    client = gemini(provider, headers={"x-fake-chunks": "20"})
 
     async def main() -> None:
         stream = await client.aio.models.generate_content_stream(model=MODEL, contents="hi")
         assert provider.requests == []  # sent when first iterated
         await anext(stream)
-        del stream
+        if closed:
+            await stream.aclose()
+        else:
+            del stream
         await ended(telemetry)
         await client.aio.aclose()
 
     asyncio.run(main())
-    record = telemetry.record()
-    assert record["llmtally.stream.outcome"] == "closed_early"
-    assert record["llmtally.usage.source"] == "partial"
+    telemetry.closed_early(GEMINI_USAGE["promptTokenCount"])
     assert len(provider.requests) == 1
 
 
@@ -533,14 +477,7 @@ def test_a_hard_budget_refuses_the_call_before_anything_is_sent(telemetry, provi
     state = BudgetServer().start()
     try:
         state.budgets = [budget("gemini", spent=2.0, limit=1.0, scope={"provider": "gcp.gemini"})]
-        llmtally.uninstrument()
-        llmtally.instrument(
-            tracer_provider=telemetry.tracer_provider,
-            meter_provider=telemetry.meter_provider,
-            logger_provider=telemetry.logger_provider,
-            budgets_url=state.url,
-            budgets_refresh_seconds=0.1,
-        )
+        telemetry.reinstrument(budgets_url=state.url, budgets_refresh_seconds=0.1)
         from llmtally.instrumentation import budgets
 
         enforcer = budgets.active()
@@ -573,47 +510,27 @@ def test_a_hard_budget_refuses_the_call_before_anything_is_sent(telemetry, provi
 # --- costs, as the receiver prices them ---------------------------------------------------------------------------
 
 
-def stored(telemetry: Any) -> Record:
-    """The only record, converted and priced by the receiver."""
-    (span,) = telemetry.spans()
-    attrs = dict(span.attributes or {})
-    record = to_record(
-        attrs, record_id=f"{span.context.span_id:016x}", start_ns=span.start_time, end_ns=span.end_time, source="t"
-    )
-    Pricer().price(record)
-    return record
-
-
-def genai_prices_cost(answer: Mapping[str, Any], model: str, record: Record) -> int:
-    """What genai-prices charges for a Gemini answer, its usage read by genai-prices' own google extractor."""
-    extracted = genai_prices.extract_usage(answer, provider_id="google")
-    assert extracted.model is not None and extracted.model.id == model
-    when = datetime.fromtimestamp(record.start_time_ns / 1e9, UTC)
-    price = genai_prices.calc_price(extracted.usage, model, provider_id="google", genai_request_timestamp=when)
-    return to_nusd(price.total_price)
-
-
 def test_text_answer_cost(telemetry, provider):
     gemini(provider).models.generate_content(model=MODEL, contents="hi")
-    record = stored(telemetry)
+    _, record = telemetry.stored()
     assert record.priced and record.provider_cost_nusd > 0
     answer = {"usageMetadata": GEMINI_USAGE, "modelVersion": MODEL}
-    assert record.provider_cost_nusd == genai_prices_cost(answer, MODEL, record)
+    assert record.provider_cost_nusd == answer_cost(answer, MODEL, "google", record, named=True)
 
 
 def test_streamed_answer_cost_is_the_last_chunks(telemetry, provider):
     list(vertex(provider).models.generate_content_stream(model=MODEL, contents="hi"))
-    record = stored(telemetry)
+    _, record = telemetry.stored()
     assert record.provider == "gcp.vertex_ai"
     answer = {"usageMetadata": GEMINI_USAGE, "modelVersion": MODEL}
-    assert record.provider_cost_nusd == genai_prices_cost(answer, MODEL, record)
+    assert record.provider_cost_nusd == answer_cost(answer, MODEL, "google", record, named=True)
 
 
 def test_embeddings_cost(telemetry, provider):
     gemini(provider).models.embed_content(model=EMBEDDER, contents="one")
-    record = stored(telemetry)
+    _, record = telemetry.stored()
     answer = {"usageMetadata": GEMINI_EMBED_USAGE, "modelVersion": EMBEDDER}
-    assert record.priced and record.provider_cost_nusd == genai_prices_cost(answer, EMBEDDER, record)
+    assert record.priced and record.provider_cost_nusd == answer_cost(answer, EMBEDDER, "google", record, named=True)
 
 
 def test_media_answer_units_and_cost(telemetry, provider):
@@ -622,11 +539,10 @@ def test_media_answer_units_and_cost(telemetry, provider):
     (cached audio is priced apart)."""
     picture = types.Part.from_bytes(data=b"\x89PNG fake", mime_type="image/png")
     gemini(provider).models.generate_content(model=MODEL, contents=[picture, "What is this?"])
-    (span,) = telemetry.spans()
-    attrs = dict(span.attributes or {})
+    attrs, record = telemetry.stored()
     assert_usage(attrs, GEMINI_MEDIA_USAGE)
     answer = {"usageMetadata": GEMINI_MEDIA_USAGE, "modelVersion": MODEL}
-    expected = genai_prices.extract_usage(answer, provider_id="google").usage
+    expected = extracted_usage(answer, "google", model=MODEL)
     prefix = "llmtally.usage.unit."
     units = {k.removeprefix(prefix): v for k, v in attrs.items() if k.startswith(prefix)}
     units["input_audio_tokens"] = attrs["llmtally.usage.audio.input_tokens"]
@@ -636,8 +552,7 @@ def test_media_answer_units_and_cost(telemetry, provider):
     units["output_reasoning_tokens"] = attrs["gen_ai.usage.reasoning.output_tokens"]
     reported = {k: v for k, v in vars(expected).items() if v}
     assert units == reported
-    record = stored(telemetry)
-    assert record.provider_cost_nusd == genai_prices_cost(answer, MODEL, record)
+    assert record.provider_cost_nusd == answer_cost(answer, MODEL, "google", record, named=True)
 
 
 def test_image_output_cost(telemetry, provider):
@@ -645,8 +560,7 @@ def test_image_output_cost(telemetry, provider):
     model = "gemini-2.5-flash-image"
     config = types.GenerateContentConfig(response_modalities=["IMAGE"])
     gemini(provider).models.generate_content(model=model, contents="A cat", config=config)
-    attrs = dict(telemetry.spans()[0].attributes or {})
+    attrs, record = telemetry.stored()
     assert attrs["llmtally.usage.unit.output_image_tokens"] == GEMINI_IMAGE_USAGE["candidatesTokenCount"]
-    record = stored(telemetry)
     answer = {"usageMetadata": GEMINI_IMAGE_USAGE, "modelVersion": model}
-    assert record.provider_cost_nusd == genai_prices_cost(answer, model, record)
+    assert record.provider_cost_nusd == answer_cost(answer, model, "google", record, named=True)

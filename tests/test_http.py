@@ -48,15 +48,7 @@ def test_app_asking_for_usage_itself_sees_the_usage_chunk(telemetry, provider):
 
 
 def test_stream_usage_injection_can_be_turned_off(telemetry, provider, monkeypatch):
-    import llmtally
-
-    llmtally.uninstrument()
-    llmtally.instrument(
-        tracer_provider=telemetry.tracer_provider,
-        meter_provider=telemetry.meter_provider,
-        logger_provider=telemetry.logger_provider,
-        stream_usage=False,
-    )
+    telemetry.reinstrument(stream_usage=False)
     with (
         httpx2.Client() as http,
         http.stream("POST", f"{provider.openai_base_url}/chat/completions", json={**CHAT, "stream": True}) as r,
@@ -98,16 +90,8 @@ def test_azure_deployment_path(telemetry, provider):
 
 
 def test_configured_host_names_the_provider(telemetry, provider, monkeypatch):
-    import llmtally
-
-    llmtally.uninstrument()
     host = f"127.0.0.1:{provider.base_url.rsplit(':', 1)[1]}"
-    llmtally.instrument(
-        tracer_provider=telemetry.tracer_provider,
-        meter_provider=telemetry.meter_provider,
-        logger_provider=telemetry.logger_provider,
-        provider_hosts={host: "vllm"},
-    )
+    telemetry.reinstrument(provider_hosts={host: "vllm"})
     httpx2.post(f"{provider.openai_base_url}/chat/completions", json=CHAT)
     assert telemetry.record()["gen_ai.provider.name"] == "vllm"
 

@@ -9,14 +9,12 @@ tokens, characters, audio seconds, and per-image `pricing:` overrides).
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
 import genai_prices
 import httpx
 import openai
 import pytest
-from test_provider_payloads import stored
 
 from llmtally.demo.fake_openai_media import (
     AUDIO_DURATION,
@@ -30,13 +28,18 @@ from llmtally.demo.fake_openai_media import (
     TRANSCRIPTION_USAGE,
     WHISPER_USAGE,
 )
-from llmtally.exporter.normalise.convert import to_record
 from llmtally.exporter.price import Pricer, PricingConfig
-from llmtally.exporter.price.rate import to_nusd
+from pricing_helpers import usage_cost
 
 SPOKEN = "Hello from the fake provider, in a calm voice."
 AUDIO_FILE = ("speech.mp3", b"ID3\x04\x00\x00\x00\x00\x00\x00fake-audio", "audio/mpeg")
 KEY = "sk-test-media-0123456789"
+# What a transcription's usage reports, as genai-prices counts it.
+TRANSCRIPTION_COUNTS = {
+    "input_tokens": TRANSCRIPTION_USAGE["input_tokens"],
+    "input_audio_tokens": TRANSCRIPTION_USAGE["input_token_details"]["audio_tokens"],
+    "output_tokens": TRANSCRIPTION_USAGE["output_tokens"],
+}
 
 
 def client(provider: Any, **kwargs: Any) -> openai.OpenAI:
@@ -45,11 +48,7 @@ def client(provider: Any, **kwargs: Any) -> openai.OpenAI:
 
 def catalog_cost(record: Any, model: str, **usage: int) -> int:
     """What genai-prices charges for the counts the provider reported, in nano-USD."""
-    when = datetime.fromtimestamp(record.start_time_ns / 1e9, UTC)
-    price = genai_prices.calc_price(
-        genai_prices.Usage(**usage), model, provider_id="openai", genai_request_timestamp=when
-    )
-    return to_nusd(price.total_price)
+    return usage_cost(genai_prices.Usage(**usage), model, "openai", record)
 
 
 def assert_unpriced(record: Any) -> None:
@@ -64,7 +63,7 @@ def test_image_generation_with_token_usage(telemetry, provider):
         model="gpt-image-1", prompt="a lighthouse at dawn", n=1, size="1024x1024", quality="high"
     )
     assert answer.usage is not None and answer.usage.output_tokens == IMAGE_USAGE["output_tokens"]
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert telemetry.spans()[0].name == "image_generation gpt-image-1"
     assert attrs["gen_ai.operation.name"] == "image_generation"
     assert attrs["gen_ai.provider.name"] == "openai"
@@ -85,7 +84,7 @@ def test_dall_e_images_are_counted_and_flagged_unpriced(telemetry, provider):
     """DALL-E answers carry no usage and genai-prices has no DALL-E price: counted, never $0."""
     answer = client(provider).images.generate(model="dall-e-2", prompt="a red square", n=2, size="256x256")
     assert len(answer.data or []) == 2
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["gen_ai.request.model"] == "dall-e-2"
     assert attrs["llmtally.usage.unit.images"] == 2
     assert attrs["gen_ai.usage.input_tokens"] == 0 and attrs["gen_ai.usage.output_tokens"] == 0
@@ -96,14 +95,11 @@ def test_dall_e_images_are_counted_and_flagged_unpriced(telemetry, provider):
 def test_per_image_override_prices_dall_e(telemetry, provider):
     """Unit prices: a `pricing:` override with `per_image_usd` prices a per-image model."""
     client(provider).images.generate(model="dall-e-3", prompt="a red square", size="1024x1024")
-    (span,) = telemetry.spans()
-    attrs = dict(span.attributes or {})
-    assert attrs["llmtally.usage.unit.images"] == 1
-    record = to_record(attrs, record_id="1", start_ns=span.start_time, end_ns=span.end_time, source="llmtally")
     config = PricingConfig.from_dict(
         {"overrides": [{"model": "dall-e-3", "provider": "openai", "per_image_usd": 0.04}]}
     )
-    Pricer(config).price(record)
+    attrs, record = telemetry.stored(Pricer(config))
+    assert attrs["llmtally.usage.unit.images"] == 1
     assert record.priced and record.provider_cost_nusd == 40_000_000
 
 
@@ -117,7 +113,7 @@ def test_image_edit_multipart_reads_the_model_and_input_image_tokens(telemetry, 
     answer = edit(provider, n=1)
     assert answer.usage is not None
     assert provider.requests[0].headers["content-type"].startswith("multipart/form-data")
-    attrs, _ = stored(telemetry)
+    attrs, _ = telemetry.stored()
     assert telemetry.spans()[0].name == "image_edit gpt-image-1"
     assert attrs["gen_ai.operation.name"] == "image_edit"
     assert attrs["gen_ai.request.model"] == "gpt-image-1"
@@ -130,7 +126,7 @@ def test_image_edit_multipart_reads_the_model_and_input_image_tokens(telemetry, 
 def test_image_edit_cost_prices_input_image_tokens_at_their_rate(telemetry, provider):
     """Unit prices: the input image tokens at gpt-image-1's image rate, not its text rate."""
     edit(provider)
-    _, record = stored(telemetry)
+    _, record = telemetry.stored()
     cost = catalog_cost(
         record,
         "gpt-image-1",
@@ -160,7 +156,7 @@ def test_streamed_image_generation(telemetry, provider):
 def test_speech_binary_answer_counts_the_input_characters(telemetry, provider):
     answer = client(provider).audio.speech.create(model="tts-1", voice="alloy", input=SPOKEN)
     assert answer.content == SPEECH_AUDIO  # the audio reaches the app untouched
-    attrs, _ = stored(telemetry)
+    attrs, _ = telemetry.stored()
     assert telemetry.spans()[0].name == "text_to_speech tts-1"
     assert attrs["gen_ai.operation.name"] == "text_to_speech"
     assert attrs["llmtally.usage.unit.input_characters"] == len(SPOKEN)
@@ -175,7 +171,7 @@ def test_speech_cost_is_per_character(telemetry, provider):
         model="tts-1-hd", voice="alloy", input=SPOKEN
     ) as answer:
         assert b"".join(answer.iter_bytes()) == SPEECH_AUDIO
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["llmtally.usage.unit.input_characters"] == len(SPOKEN)
     assert record.provider_cost_nusd == catalog_cost(record, "tts-1-hd", input_characters=len(SPOKEN)) > 0
 
@@ -195,7 +191,7 @@ def test_speech_events_read_whole_by_the_sdk(telemetry, provider):
         model="gpt-4o-mini-tts", voice="alloy", input=SPOKEN, stream_format="sse"
     )
     assert b"speech.audio.done" in answer.content
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["gen_ai.request.stream"] is True
     assert attrs["llmtally.usage.source"] == "provider"
     assert attrs["gen_ai.usage.input_tokens"] == SPEECH_USAGE["input_tokens"]
@@ -224,7 +220,7 @@ def test_whisper_transcription_reports_seconds(telemetry, provider):
     answer = client(provider).audio.transcriptions.create(model="whisper-1", file=AUDIO_FILE, temperature=0.2)
     assert answer.text == TRANSCRIPT
     assert provider.requests[0].headers["content-type"].startswith("multipart/form-data")
-    attrs, _ = stored(telemetry)
+    attrs, _ = telemetry.stored()
     assert telemetry.spans()[0].name == "transcription whisper-1"
     assert attrs["gen_ai.operation.name"] == "transcription"
     assert attrs["gen_ai.request.model"] == "whisper-1"
@@ -236,26 +232,20 @@ def test_whisper_transcription_reports_seconds(telemetry, provider):
 def test_whisper_transcription_cost_is_per_second(telemetry, provider):
     """Unit prices: whisper-1 is priced per second of audio."""
     client(provider).audio.transcriptions.create(model="whisper-1", file=AUDIO_FILE, response_format="verbose_json")
-    _, record = stored(telemetry)
+    _, record = telemetry.stored()
     assert record.provider_cost_nusd == catalog_cost(record, "whisper-1", audio_seconds=WHISPER_USAGE["seconds"]) > 0
 
 
 def test_token_transcription_prices_audio_tokens(telemetry, provider):
     answer = client(provider).audio.transcriptions.create(model="gpt-4o-transcribe", file=AUDIO_FILE)
     assert answer.text == TRANSCRIPT
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     details = TRANSCRIPTION_USAGE["input_token_details"]
     assert attrs["gen_ai.usage.input_tokens"] == TRANSCRIPTION_USAGE["input_tokens"]
     assert attrs["gen_ai.usage.output_tokens"] == TRANSCRIPTION_USAGE["output_tokens"]
     assert attrs["llmtally.usage.audio.input_tokens"] == details["audio_tokens"]
     assert attrs["llmtally.usage.total_tokens"] == TRANSCRIPTION_USAGE["total_tokens"]
-    expected = catalog_cost(
-        record,
-        "gpt-4o-transcribe",
-        input_tokens=TRANSCRIPTION_USAGE["input_tokens"],
-        input_audio_tokens=details["audio_tokens"],
-        output_tokens=TRANSCRIPTION_USAGE["output_tokens"],
-    )
+    expected = catalog_cost(record, "gpt-4o-transcribe", **TRANSCRIPTION_COUNTS)
     assert record.priced and record.provider_cost_nusd == expected
     text_rate = catalog_cost(record, "gpt-4o-transcribe", input_tokens=122, output_tokens=11)
     assert expected > text_rate  # the audio tokens at their own, higher rate
@@ -268,25 +258,19 @@ def test_streamed_transcription(telemetry, provider):
         )
     )
     assert [e.type for e in events] == ["transcript.text.delta"] * 3 + ["transcript.text.done"]
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["gen_ai.request.stream"] is True
     assert attrs["llmtally.stream.outcome"] == "completed"
     assert attrs["llmtally.usage.source"] == "provider"
     assert attrs["llmtally.usage.audio.input_tokens"] == TRANSCRIPTION_USAGE["input_token_details"]["audio_tokens"]
-    expected = catalog_cost(
-        record,
-        "gpt-4o-mini-transcribe",
-        input_tokens=TRANSCRIPTION_USAGE["input_tokens"],
-        input_audio_tokens=TRANSCRIPTION_USAGE["input_token_details"]["audio_tokens"],
-        output_tokens=TRANSCRIPTION_USAGE["output_tokens"],
-    )
+    expected = catalog_cost(record, "gpt-4o-mini-transcribe", **TRANSCRIPTION_COUNTS)
     assert record.provider_cost_nusd == expected > 0
 
 
 def test_plain_text_transcription_has_no_usage(telemetry, provider):
     answer = client(provider).audio.transcriptions.create(model="whisper-1", file=AUDIO_FILE, response_format="text")
     assert TRANSCRIPT in str(answer)
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["llmtally.usage.source"] == "none"
     assert_unpriced(record)
 

@@ -17,16 +17,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import anthropic
-import genai_prices
 import httpx2
 import openai
 import pytest
 
-import llmtally
-from llmtally.exporter.normalise.convert import to_record
 from llmtally.exporter.normalise.record import Record
 from llmtally.exporter.price import Pricer
-from llmtally.exporter.price.rate import to_nusd
+from pricing_helpers import answer_cost, record_cost
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 
@@ -96,57 +93,6 @@ def replay(replay_server: Replay) -> Replay:
     return replay_server
 
 
-def name_host(telemetry: Any, host: str, provider: str) -> None:
-    """Re-instruments with the replay server's host named as `provider` (as a deployment's host map would)."""
-    llmtally.uninstrument()
-    llmtally.instrument(
-        tracer_provider=telemetry.tracer_provider,
-        meter_provider=telemetry.meter_provider,
-        logger_provider=telemetry.logger_provider,
-        provider_hosts={host: provider},
-    )
-
-
-def stored(telemetry: Any) -> tuple[dict[str, Any], Record]:
-    """The only span's attributes and the priced record the receiver makes of it."""
-    (span,) = telemetry.spans()
-    attrs = dict(span.attributes or {})
-    assert attrs == telemetry.record()  # the audit event says the same
-    record = to_record(
-        attrs,
-        record_id=f"{span.context.span_id:016x}",
-        start_ns=span.start_time,
-        end_ns=span.end_time,
-        source="llmtally",
-    )
-    Pricer().price(record)
-    return attrs, record
-
-
-def genai_cost(record: Record, provider_id: str, model: str, context: Mapping[str, str] | None) -> int:
-    """What genai-prices charges for the record's tokens, in nano-USD."""
-    usage = genai_prices.Usage(
-        input_tokens=record.input_tokens,
-        cache_read_tokens=record.cached_tokens,
-        cache_write_tokens=record.cache_write_tokens,
-        output_tokens=record.output_tokens,
-    )
-    when = datetime.fromtimestamp(record.start_time_ns / 1e9, UTC)
-    price = genai_prices.calc_price(
-        usage, model, provider_id=provider_id, genai_request_timestamp=when, price_context=context
-    )
-    return to_nusd(price.total_price)
-
-
-def extracted_cost(
-    body: Mapping[str, Any], model: str, context: Mapping[str, str] | None, provider_id: str = "anthropic"
-) -> int:
-    """What genai-prices charges for an answer, its usage read by genai-prices' own extractor."""
-    flavor = "chat" if provider_id == "openai" else "default"
-    usage = genai_prices.extract_usage(body, provider_id=provider_id, api_flavor=flavor).usage
-    return to_nusd(genai_prices.calc_price(usage, model, provider_id=provider_id, price_context=context).total_price)
-
-
 def chat_completion(model: str, usage: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {
         "id": "chatcmpl-CZ4mQf8xq1v2W3e4R5t6Y7u8I9o0",
@@ -189,13 +135,13 @@ def test_chat_priced_at_the_tier_the_answer_reports(telemetry, replay, tier):
     replay.answer(chat_completion("gpt-5-mini-2025-08-07", OPENAI_USAGE, service_tier=tier))
     client = openai.OpenAI(api_key="sk-test", base_url=replay.url + "/v1")
     client.chat.completions.create(model="gpt-5-mini", messages=MESSAGES, service_tier="auto")
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["gen_ai.openai.request.service_tier"] == "auto"
     assert attrs["openai.response.service_tier"] == attrs["llmtally.service_tier"] == tier
     assert record.service_tier == tier
     assert record.provider == "openai" and record.usage_source == "provider"
-    assert record.provider_cost_nusd == genai_cost(record, "openai", "gpt-5-mini", {"service_tier": tier})
-    standard = genai_cost(record, "openai", "gpt-5-mini", None)
+    assert record.provider_cost_nusd == record_cost(record, "openai", "gpt-5-mini", {"service_tier": tier})
+    standard = record_cost(record, "openai", "gpt-5-mini")
     assert (record.provider_cost_nusd != standard) is (tier != "default")
 
 
@@ -213,19 +159,18 @@ def test_streamed_chat_tier_and_the_requested_tier_when_the_answer_has_none(tele
     client = openai.OpenAI(api_key="sk-test", base_url=replay.url + "/v1")
     chunks = list(client.chat.completions.create(model="gpt-5", messages=MESSAGES, stream=True, service_tier="flex"))
     assert all(c.usage is None for c in chunks)  # the usage chunk llmtally asked for is not the app's
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert record.service_tier == attrs["openai.response.service_tier"] == "flex"
     assert record.usage_source == "provider" and record.input_tokens == OPENAI_USAGE["prompt_tokens"]
-    assert record.provider_cost_nusd == genai_cost(record, "openai", "gpt-5", {"service_tier": "flex"})
+    assert record.provider_cost_nusd == record_cost(record, "openai", "gpt-5", {"service_tier": "flex"})
 
-    telemetry.span_exporter.clear()
-    telemetry.log_exporter.clear()
+    telemetry.clear()
     replay.answer(chat_completion("gpt-5", OPENAI_USAGE))  # an OpenAI-compatible answer without a tier
     client.chat.completions.create(model="gpt-5", messages=MESSAGES, service_tier="priority")
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert "openai.response.service_tier" not in attrs
     assert record.service_tier == attrs["llmtally.service_tier"] == "priority"
-    assert record.provider_cost_nusd == genai_cost(record, "openai", "gpt-5", {"service_tier": "priority"})
+    assert record.provider_cost_nusd == record_cost(record, "openai", "gpt-5", {"service_tier": "priority"})
 
 
 def test_auto_without_an_answered_tier_is_standard(telemetry, replay):
@@ -233,9 +178,9 @@ def test_auto_without_an_answered_tier_is_standard(telemetry, replay):
     openai.OpenAI(api_key="sk-test", base_url=replay.url + "/v1").chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES, service_tier="auto"
     )
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert "llmtally.service_tier" not in attrs and record.service_tier is None
-    assert record.provider_cost_nusd == genai_cost(record, "openai", "gpt-4o-mini", None)
+    assert record.provider_cost_nusd == record_cost(record, "openai", "gpt-4o-mini")
 
 
 AUDIO_USAGE = {
@@ -258,12 +203,12 @@ def test_audio_tokens_are_priced_at_the_audio_rates(telemetry, replay):
     replay.answer(body)
     client = openai.OpenAI(api_key="sk-test", base_url=replay.url + "/v1")
     client.chat.completions.create(model="gpt-audio", messages=MESSAGES, modalities=["text", "audio"])
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["llmtally.usage.audio.input_tokens"] == 1100 and attrs["llmtally.usage.audio.output_tokens"] == 850
     assert (record.input_tokens, record.input_audio_tokens, record.output_audio_tokens) == (1300, 1100, 850)
-    assert record.provider_cost_nusd == extracted_cost(body, "gpt-audio", None, "openai")
+    assert record.provider_cost_nusd == answer_cost(body, "gpt-audio", "openai", flavor="chat")
     # At the text rates it would be a fraction of that.
-    assert record.provider_cost_nusd > 5 * genai_cost(record, "openai", "gpt-audio", None)
+    assert record.provider_cost_nusd > 5 * record_cost(record, "openai", "gpt-audio")
 
 
 def test_streamed_audio_tokens(telemetry, replay):
@@ -278,11 +223,10 @@ def test_streamed_audio_tokens(telemetry, replay):
     )
     client = openai.OpenAI(api_key="sk-test", base_url=replay.url + "/v1")
     list(client.chat.completions.create(model="gpt-audio", messages=MESSAGES, stream=True))
-    record = stored(telemetry)[1]
+    record = telemetry.stored()[1]
     assert (record.input_audio_tokens, record.output_audio_tokens, record.usage_source) == (1100, 850, "provider")
-    assert record.provider_cost_nusd == extracted_cost(
-        chat_completion("gpt-audio", AUDIO_USAGE), "gpt-audio", None, "openai"
-    )
+    body = chat_completion("gpt-audio", AUDIO_USAGE)
+    assert record.provider_cost_nusd == answer_cost(body, "gpt-audio", "openai", flavor="chat")
 
 
 def test_text_only_answers_carry_no_audio_attributes(telemetry, replay):
@@ -290,7 +234,7 @@ def test_text_only_answers_carry_no_audio_attributes(telemetry, replay):
     openai.OpenAI(api_key="sk-test", base_url=replay.url + "/v1").chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES
     )
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert not any("audio" in name for name in attrs)
     assert (record.input_audio_tokens, record.output_audio_tokens) == (0, 0)
 
@@ -333,10 +277,10 @@ def test_responses_api_tier(telemetry, replay):
     )
     client = openai.OpenAI(api_key="sk-test", base_url=replay.url + "/v1")
     list(client.responses.create(model="gpt-5", input="Say hello", stream=True))
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert record.service_tier == attrs["openai.response.service_tier"] == "priority"
     assert (record.input_tokens, record.cached_tokens, record.output_tokens) == (2048, 1536, 300)
-    assert record.provider_cost_nusd == genai_cost(record, "openai", "gpt-5", {"service_tier": "priority"})
+    assert record.provider_cost_nusd == record_cost(record, "openai", "gpt-5", {"service_tier": "priority"})
 
 
 def anthropic_message(model: str, usage: dict[str, Any]) -> dict[str, Any]:
@@ -366,11 +310,11 @@ def test_anthropic_tier_from_usage(telemetry, replay):
     replay.answer(anthropic_message("claude-sonnet-4-5-20250929", ANTHROPIC_USAGE))
     client = anthropic.Anthropic(api_key="sk-ant-test", base_url=replay.url)
     client.messages.create(model="claude-sonnet-4-5", max_tokens=600, messages=MESSAGES, service_tier="auto")
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert "openai.response.service_tier" not in attrs
     assert record.service_tier == "priority"
     assert record.input_tokens == 312 + 2048 + 4096 and record.cached_tokens == 4096
-    cost = genai_cost(record, "anthropic", "claude-sonnet-4-5", {"service_tier": "priority"})
+    cost = record_cost(record, "anthropic", "claude-sonnet-4-5", {"service_tier": "priority"})
     assert record.provider_cost_nusd == cost
 
 
@@ -395,9 +339,9 @@ def test_anthropic_streamed_tier(telemetry, replay):
     stream_anthropic(replay, "claude-sonnet-4-5-20250929", {**ANTHROPIC_USAGE, "service_tier": "standard"})
     client = anthropic.Anthropic(api_key="sk-ant-test", base_url=replay.url)
     list(client.messages.create(model="claude-sonnet-4-5", max_tokens=600, messages=MESSAGES, stream=True))
-    record = stored(telemetry)[1]
+    record = telemetry.stored()[1]
     assert record.service_tier == "standard" and record.output_tokens == 503 and record.usage_source == "provider"
-    assert record.provider_cost_nusd == genai_cost(record, "anthropic", "claude-sonnet-4-5", None)
+    assert record.provider_cost_nusd == record_cost(record, "anthropic", "claude-sonnet-4-5")
 
 
 CACHE_SPLIT_USAGE = {
@@ -413,23 +357,23 @@ def test_anthropic_1h_cache_writes_are_priced_apart(telemetry, replay):
     replay.answer(body)
     client = anthropic.Anthropic(api_key="sk-ant-test", base_url=replay.url)
     client.messages.create(model="claude-sonnet-4-5", max_tokens=600, messages=MESSAGES)
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["gen_ai.usage.cache_creation.input_tokens"] == 3072
     assert attrs["llmtally.usage.cache_creation.1h.input_tokens"] == 2048
     assert (record.cache_write_tokens, record.cache_write_1h_tokens) == (3072, 2048)
-    assert record.provider_cost_nusd == extracted_cost(body, "claude-sonnet-4-5", None)
+    assert record.provider_cost_nusd == answer_cost(body, "claude-sonnet-4-5", "anthropic")
     # Every write at the 5-minute price would be less: the 1-hour writes cost 2x input, not 1.25x.
-    assert record.provider_cost_nusd > genai_cost(record, "anthropic", "claude-sonnet-4-5", None)
+    assert record.provider_cost_nusd > record_cost(record, "anthropic", "claude-sonnet-4-5")
 
 
 def test_anthropic_streamed_1h_cache_writes(telemetry, replay):
     stream_anthropic(replay, "claude-sonnet-4-5-20250929", CACHE_SPLIT_USAGE)
     client = anthropic.Anthropic(api_key="sk-ant-test", base_url=replay.url)
     list(client.messages.create(model="claude-sonnet-4-5", max_tokens=600, messages=MESSAGES, stream=True))
-    record = stored(telemetry)[1]
+    record = telemetry.stored()[1]
     assert (record.cache_write_tokens, record.cache_write_1h_tokens, record.output_tokens) == (3072, 2048, 503)
     body = anthropic_message("claude-sonnet-4-5-20250929", CACHE_SPLIT_USAGE)
-    assert record.provider_cost_nusd == extracted_cost(body, "claude-sonnet-4-5", None)
+    assert record.provider_cost_nusd == answer_cost(body, "claude-sonnet-4-5", "anthropic")
 
 
 FAST_MODEL = "claude-opus-4-8"  # a model genai-prices prices `speed: fast` for
@@ -440,11 +384,11 @@ def test_anthropic_fast_mode_from_usage(telemetry, replay):
     replay.answer(body)
     client = anthropic.Anthropic(api_key="sk-ant-test", base_url=replay.url)
     client.messages.create(model=FAST_MODEL, max_tokens=600, messages=MESSAGES)
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["llmtally.speed"] == "fast" and "llmtally.request.speed" not in attrs
     assert record.speed == "fast"
-    fast = extracted_cost(body, FAST_MODEL, {"speed": "fast"})
-    assert record.provider_cost_nusd == fast and fast > extracted_cost(body, FAST_MODEL, None)
+    fast = answer_cost(body, FAST_MODEL, "anthropic", context={"speed": "fast"})
+    assert record.provider_cost_nusd == fast and fast > answer_cost(body, FAST_MODEL, "anthropic")
 
 
 def test_anthropic_fast_mode_asked_for_when_the_answer_does_not_say(telemetry, replay):
@@ -453,10 +397,10 @@ def test_anthropic_fast_mode_asked_for_when_the_answer_does_not_say(telemetry, r
     client = anthropic.Anthropic(api_key="sk-ant-test", base_url=replay.url)
     client.messages.create(model=FAST_MODEL, max_tokens=600, messages=MESSAGES, extra_body={"speed": "fast"})
     assert replay.requests[-1][1]["speed"] == "fast"
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["llmtally.request.speed"] == "fast" and record.speed == "fast"
     context = {"service_tier": "priority", "speed": "fast"}  # the answer's tier and the asked speed, together
-    assert record.provider_cost_nusd == extracted_cost(body, FAST_MODEL, context)
+    assert record.provider_cost_nusd == answer_cost(body, FAST_MODEL, "anthropic", context=context)
 
 
 def test_standard_speed_is_priced_at_standard_rates(telemetry, replay):
@@ -464,9 +408,9 @@ def test_standard_speed_is_priced_at_standard_rates(telemetry, replay):
     replay.answer(body)
     client = anthropic.Anthropic(api_key="sk-ant-test", base_url=replay.url)
     client.messages.create(model=FAST_MODEL, max_tokens=600, messages=MESSAGES, extra_body={"speed": "fast"})
-    record = stored(telemetry)[1]
+    record = telemetry.stored()[1]
     assert record.speed == "standard"  # the answer says how it was served, over what was asked
-    assert record.provider_cost_nusd == extracted_cost(body, FAST_MODEL, None)
+    assert record.provider_cost_nusd == answer_cost(body, FAST_MODEL, "anthropic")
 
 
 def test_anthropic_web_searches_are_priced_per_search(telemetry, replay):
@@ -476,11 +420,11 @@ def test_anthropic_web_searches_are_priced_per_search(telemetry, replay):
     client = anthropic.Anthropic(api_key="sk-ant-test", base_url=replay.url)
     tools = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}]
     client.messages.create(model="claude-sonnet-4-5", max_tokens=600, messages=MESSAGES, tools=tools)
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert attrs["llmtally.usage.web_searches"] == record.web_searches == 3
-    cost = extracted_cost(body, "claude-sonnet-4-5", None)
+    cost = answer_cost(body, "claude-sonnet-4-5", "anthropic")
     assert record.provider_cost_nusd == cost
-    assert cost - genai_cost(record, "anthropic", "claude-sonnet-4-5", None) == 30_000_000  # $10 per 1000 searches
+    assert cost - record_cost(record, "anthropic", "claude-sonnet-4-5") == 30_000_000  # $10 per 1000 searches
 
 
 def test_batch_tier_is_priced_as_batch_processing():
@@ -503,8 +447,8 @@ def test_batch_tier_is_priced_as_batch_processing():
             service_tier="batch",
         )
         Pricer().price(rec)
-        assert rec.provider_cost_nusd == genai_cost(rec, catalog, model, {"processing": "batch"})
-        assert rec.provider_cost_nusd < genai_cost(rec, catalog, model, None)
+        assert rec.provider_cost_nusd == record_cost(rec, catalog, model, {"processing": "batch"})
+        assert rec.provider_cost_nusd < record_cost(rec, catalog, model)
 
 
 # --- Azure through the SDK's Azure clients -------------------------------------------------------------------------
@@ -521,7 +465,7 @@ def test_azure_client_behind_a_gateway(telemetry, replay):
     client = openai.AzureOpenAI(api_key="az-key", azure_endpoint=replay.url + "/gw", api_version="2024-10-21")
     client.chat.completions.create(model="prod-gpt4o", messages=MESSAGES)
     assert replay.requests[-1][0] == "/gw/openai/deployments/prod-gpt4o/chat/completions?api-version=2024-10-21"
-    record = stored(telemetry)[1]
+    record = telemetry.stored()[1]
     assert record.provider == "azure.ai.openai"
     assert record.request_model == "prod-gpt4o" and record.response_model == "gpt-4o-2024-11-20"
     assert record.priced and record.price_source is not None and "azure/" in record.price_source
@@ -538,7 +482,7 @@ def test_async_azure_client_with_a_deployment(telemetry, replay):
 
     asyncio.run(call())
     assert replay.requests[-1][0].startswith("/openai/deployments/eu-gpt4o/chat/completions?api-version=")
-    record = stored(telemetry)[1]
+    record = telemetry.stored()[1]
     assert record.provider == "azure.ai.openai" and record.request_model == "gpt-4o"
 
 
@@ -555,7 +499,7 @@ def test_azure_streamed_first_chunk_without_an_id(telemetry, replay):
     )
     client = openai.AzureOpenAI(api_key="az-key", azure_endpoint=replay.url, api_version="2024-10-21")
     list(client.chat.completions.create(model="prod-gpt4o", messages=MESSAGES, stream=True))
-    record = stored(telemetry)[1]
+    record = telemetry.stored()[1]
     assert record.provider == "azure.ai.openai"
     assert record.response_id == "chatcmpl-AzS1" and record.response_model == "gpt-4o"
     assert (record.input_tokens, record.output_tokens, record.usage_source) == (25, 8, "provider")
@@ -568,10 +512,9 @@ def test_api_version_query_names_azure(telemetry, replay):
         api_key="az-key", base_url=replay.url + "/openai", default_query={"api-version": "2024-10-21"}
     )
     client.chat.completions.create(model="prod-gpt4o", messages=MESSAGES)
-    assert stored(telemetry)[1].provider == "azure.ai.openai"
+    assert telemetry.stored()[1].provider == "azure.ai.openai"
 
-    telemetry.span_exporter.clear()
-    telemetry.log_exporter.clear()
+    telemetry.clear()
     httpx2.post(f"{replay.url}/llm/v1/chat/completions?api-version=2024-10-21", json={"model": "m", "messages": []})
     assert telemetry.record()["gen_ai.provider.name"] == "azure.ai.openai"
 
@@ -695,32 +638,32 @@ GROQ_USAGE = {
     ],
 )
 def test_streamed_usage_of_each_provider(telemetry, replay, provider, model, catalog, events, usage):
-    name_host(telemetry, replay.host, provider)
+    telemetry.reinstrument(provider_hosts={replay.host: provider})
     replay.stream(events)
     client = openai.OpenAI(api_key="k", base_url=replay.url + "/v1")
     list(client.chat.completions.create(model=model, messages=MESSAGES, stream=True))
-    attrs, record = stored(telemetry)
+    attrs, record = telemetry.stored()
     assert record.provider == provider
     assert record.usage_source == "provider" and attrs["llmtally.stream.outcome"] == "completed"
     assert (record.input_tokens, record.output_tokens, record.cached_tokens) == usage
-    assert record.priced and record.provider_cost_nusd == genai_cost(record, catalog, model, None)
+    assert record.priced and record.provider_cost_nusd == record_cost(record, catalog, model)
 
 
 def test_groq_answer_with_its_tier(telemetry, replay):
-    name_host(telemetry, replay.host, "groq")
+    telemetry.reinstrument(provider_hosts={replay.host: "groq"})
     answer = chat_completion(GROQ_MODEL, GROQ_USAGE, service_tier="on_demand", x_groq={"id": "req_01jeb"})
     replay.answer(answer)
     openai.OpenAI(api_key="k", base_url=replay.url + "/openai/v1").chat.completions.create(
         model=GROQ_MODEL, messages=MESSAGES
     )
-    record = stored(telemetry)[1]
+    record = telemetry.stored()[1]
     assert record.provider == "groq" and record.service_tier == "on_demand"
     assert (record.input_tokens, record.output_tokens, record.usage_source) == (41, 9, "provider")
-    assert record.provider_cost_nusd == genai_cost(record, "groq", GROQ_MODEL, {"service_tier": "on_demand"})
+    assert record.provider_cost_nusd == record_cost(record, "groq", GROQ_MODEL, {"service_tier": "on_demand"})
 
 
 def test_embeddings_and_legacy_completions_usage(telemetry, replay):
-    name_host(telemetry, replay.host, "mistral_ai")
+    telemetry.reinstrument(provider_hosts={replay.host: "mistral_ai"})
     replay.answer(
         {
             "id": "embd-aad6fc62b17349b192ef09225058bc45",
@@ -732,13 +675,12 @@ def test_embeddings_and_legacy_completions_usage(telemetry, replay):
     )
     client = openai.OpenAI(api_key="k", base_url=replay.url + "/v1")
     client.embeddings.create(model="mistral-embed", input="hello", encoding_format="float")
-    record = stored(telemetry)[1]
+    record = telemetry.stored()[1]
     assert (record.operation, record.input_tokens, record.usage_source) == ("embeddings", 6, "provider")
     assert record.priced
 
-    telemetry.span_exporter.clear()
-    telemetry.log_exporter.clear()
-    name_host(telemetry, replay.host, "together")
+    telemetry.clear()
+    telemetry.reinstrument(provider_hosts={replay.host: "together"})
     replay.stream(
         [
             {"id": "cmpl-1", "object": "text_completion", "model": "m", "choices": [{"index": 0, "text": "Hi"}]},
@@ -753,6 +695,6 @@ def test_embeddings_and_legacy_completions_usage(telemetry, replay):
         ]
     )
     list(client.completions.create(model="m", prompt="Say", stream=True, max_tokens=16))
-    record = stored(telemetry)[1]
+    record = telemetry.stored()[1]
     assert (record.operation, record.input_tokens, record.output_tokens) == ("text_completion", 5, 16)
     assert record.usage_source == "provider"

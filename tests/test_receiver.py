@@ -74,7 +74,7 @@ def check_app_records(store_url: str, exposition: str) -> None:
             # To the cent (in fact to the nano-dollar) against genai-prices.
             assert record.provider_cost_nusd == expected, (record.request_model, record.provider_cost_nusd, expected)
             assert record.customer_cost_nusd == expected
-    assert set(by_provider) == {"openai", "anthropic", "ollama"}
+    assert set(by_provider) == {"openai", "anthropic", "ollama", "gcp.gemini", "aws.bedrock"}
     ollama = by_provider["ollama"][0]
     assert not ollama.priced and ollama.price_source == "unpriced" and ollama.provider_cost_nusd is None
     assert metric_sum(exposition, "completion_requests_total") == APP_CALLS

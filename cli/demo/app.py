@@ -10,13 +10,16 @@ import asyncio
 import os
 
 import anthropic
+import boto3
 import httpx2
 import openai
+from google import genai
+from google.genai import types
 
 import llmtally
 
 MESSAGES = [{"role": "user", "content": "Summarise our Q3 signals in one line."}]
-APP_CALLS = 8
+APP_CALLS = 11
 """How many LLM requests `run` makes."""
 
 
@@ -39,6 +42,23 @@ def run(base_url: str) -> int:
             json={"model": "llama3.2", "messages": MESSAGES, "stream": False},
         )
         asyncio.run(_async_calls(base_url))
+    with llmtally.attributes(user="carol", feature="report_writer", department="finance"):
+        gemini = genai.Client(api_key="demo-gemini-key-0123456789", http_options=types.HttpOptions(base_url=base_url))
+        gemini.models.generate_content(model="gemini-2.5-flash", contents="Draft the Q3 summary.")
+        for _ in gemini.models.generate_content_stream(model="gemini-2.5-flash", contents="And a title."):
+            pass
+        bedrock = boto3.client(
+            "bedrock-runtime",
+            endpoint_url=base_url,
+            region_name="us-east-1",
+            aws_access_key_id="AKIADEMODEMODEMO0000",
+            aws_secret_access_key="demo-secret-key",
+        )
+        bedrock.converse(
+            modelId="us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            messages=[{"role": "user", "content": [{"text": "Check the summary."}]}],
+            inferenceConfig={"maxTokens": 256},
+        )
     return APP_CALLS
 
 
@@ -51,7 +71,10 @@ async def _async_calls(base_url: str) -> None:
 def main() -> None:
     base_url = os.environ.get("LLMTALLY_DEMO_BASE_URL", "http://127.0.0.1:8765")
     calls = run(base_url)
-    print(f"made {calls} LLM requests (OpenAI, Anthropic, Ollama; streamed and not, sync and async) to {base_url}")
+    print(
+        f"made {calls} LLM requests (OpenAI, Anthropic, Ollama, Gemini, Bedrock; streamed and not, sync and async)"
+        f" to {base_url}"
+    )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def _demo(store: str | None, keep_running: bool) -> None:
     grpc_port, http_port = _free_port(), _free_port()
     http_url, log = f"http://127.0.0.1:{http_port}", workdir / "serve.log"
     with FakeProvider() as provider:
-        print(f"fake provider: {provider.base_url} (OpenAI, Anthropic and Ollama APIs)")
+        print(f"fake provider: {provider.base_url} (OpenAI, Anthropic, Ollama, Gemini and Bedrock APIs)")
         print(f"store: {store}")
         receiver = _start_receiver(store, grpc_port, http_port, log)
         try:

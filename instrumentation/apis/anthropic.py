@@ -14,10 +14,8 @@ from typing import Any
 
 from .. import semconv
 from ..usage import Usage, count, details
-from ..wire import Event
-from .base import Answer, Endpoint, Request, ids, loads, present, read_params, tier
+from .base import Answer, Endpoint, Request, ids, present, read_params, tier
 
-_EVENTS = {b"message_start", b"message_delta", b"error"}
 _VERTEX_MARKER = "/publishers/anthropic/models/"
 
 
@@ -102,6 +100,8 @@ class Messages(Endpoint):
     operation = "chat"
     provider = "anthropic"
     markers = (b"message_start", b"message_delta", b"message_stop", b"error")
+    events = frozenset({b"message_start", b"message_delta", b"message_stop", b"error"})
+    text_events = frozenset({b"content_block_delta"})
 
     def matches(self, path: str) -> bool:
         return path.endswith("/messages")
@@ -111,16 +111,6 @@ class Messages(Endpoint):
 
     def read_whole(self, answer: Answer, data: Mapping[str, Any], *, capture: bool) -> None:
         read_message(answer, data, capture=capture)
-
-    def read_event(self, answer: Answer, event: Event, *, capture: bool) -> bool:
-        name = event.name
-        if name in _EVENTS or (capture and name == b"content_block_delta") or not name:
-            data = loads(event.data)
-            if data is not None:
-                read_stream_event(answer, data, capture=capture)
-        elif name == b"message_stop":
-            answer.saw_end = True
-        return True
 
     def on_event(self, answer: Answer, name: str, data: Mapping[str, Any], *, capture: bool) -> None:
         read_stream_event(answer, data, capture=capture)

@@ -149,13 +149,22 @@ class Endpoint:
     def read_whole(self, answer: Answer, data: Mapping[str, Any], *, capture: bool) -> None:
         """A whole JSON answer."""
 
+    # Named streamed events: the names worth parsing (None: every event), and those that carry only text, parsed
+    # when content is captured. An unnamed event is always parsed.
+    events: frozenset[bytes] | None = None
+    text_events: frozenset[bytes] = frozenset()
+
     def read_event(self, answer: Answer, event: Event, *, capture: bool) -> bool:
         """One streamed event (SSE event, NDJSON line, event-stream message); False hides it from the app."""
         data = event.data
+        name = event.name
+        wanted = self.events
+        if wanted is not None and name and name not in wanted and not (capture and name in self.text_events):
+            return True
         if data:
             obj = loads(data)
             if obj is not None:
-                self.on_event(answer, event.name.decode("utf-8", "replace"), obj, capture=capture)
+                self.on_event(answer, name.decode("utf-8", "replace"), obj, capture=capture)
         return True
 
     def on_event(self, answer: Answer, name: str, data: Mapping[str, Any], *, capture: bool) -> None:

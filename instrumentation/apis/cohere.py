@@ -15,8 +15,7 @@ from typing import Any
 
 from .. import semconv
 from ..usage import Usage
-from ..wire import Event
-from .base import Answer, PathEndpoint, Request, ids, loads, read_params
+from .base import Answer, PathEndpoint, Request, ids, read_params
 
 # Cohere's request fields -> span attributes (its `p` and `k` are top_p and top_k).
 PARAMS: tuple[tuple[str, str], ...] = (
@@ -28,7 +27,6 @@ PARAMS: tuple[tuple[str, str], ...] = (
     ("frequency_penalty", semconv.REQUEST_FREQUENCY_PENALTY),
     ("presence_penalty", semconv.REQUEST_PRESENCE_PENALTY),
 )
-_EVENTS = {b"message-start", b"message-end"}
 
 
 def units(value: Any) -> int:
@@ -85,6 +83,8 @@ class Chat(_Cohere):
     operation = "chat"
     suffixes = ("/v2/chat",)
     markers = (b"message-start", b"message-end")
+    events = frozenset({b"message-start", b"message-end"})
+    text_events = frozenset({b"content-delta"})
 
     def read_whole(self, answer: Answer, data: Mapping[str, Any], *, capture: bool) -> None:
         ids(answer, data)
@@ -94,14 +94,6 @@ class Chat(_Cohere):
             for part in message.get("content") or () if isinstance(message, Mapping) else ():
                 if isinstance(part, Mapping) and isinstance(part.get("text"), str):
                     answer.output.append(part["text"])
-
-    def read_event(self, answer: Answer, event: Event, *, capture: bool) -> bool:
-        name = event.name
-        if name in _EVENTS or not name or (capture and name == b"content-delta"):
-            data = loads(event.data)
-            if data is not None:
-                self.on_event(answer, name.decode(), data, capture=capture)
-        return True
 
     def on_event(self, answer: Answer, name: str, data: Mapping[str, Any], *, capture: bool) -> None:
         kind = data.get("type")

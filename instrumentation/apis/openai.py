@@ -66,6 +66,15 @@ def usage_from(usage: Mapping[str, Any]) -> Usage:
     return found
 
 
+def model_or_deployment(body: Mapping[str, Any], path: str) -> str:
+    """The body's model, else the Azure OpenAI deployment in the path, which stands for the model there."""
+    model = body.get("model")
+    if isinstance(model, str):
+        return model
+    marker = "/deployments/"
+    return path.split(marker, 1)[1].split("/", 1)[0] if marker in path else ""
+
+
 class _OpenAIShape(PathEndpoint):
     """Chat Completions, Completions and Embeddings objects, whole or streamed."""
 
@@ -77,12 +86,7 @@ class _OpenAIShape(PathEndpoint):
     delta_key = "delta"
 
     def model_of(self, body: Mapping[str, Any], path: str) -> str:
-        """The body's model, else the Azure OpenAI deployment in the path, which stands for the model there."""
-        model = body.get("model")
-        if isinstance(model, str):
-            return model
-        marker = "/deployments/"
-        return path.split(marker, 1)[1].split("/", 1)[0] if marker in path else ""
+        return model_or_deployment(body, path)
 
     def read_whole(self, answer: Answer, data: Mapping[str, Any], *, capture: bool) -> None:
         self._object(answer, data, "message", capture)

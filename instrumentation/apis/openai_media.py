@@ -27,7 +27,7 @@ from .. import semconv
 from ..usage import Usage, count, details
 from ..wire import Event, events
 from .base import Answer, PathEndpoint, Request, loads
-from .openai import usage_from
+from .openai import model_or_deployment, usage_from
 
 _PER_CHARACTER = ("tts-1",)  # speech models billed per input character (tts-1, tts-1-hd and their snapshots)
 
@@ -39,12 +39,7 @@ class _Media(PathEndpoint):
     parsed: tuple[bytes, ...] = (b'"error"',)
 
     def model_of(self, body: Mapping[str, Any], path: str) -> str:
-        """The body's model, else the Azure OpenAI deployment in the path, which stands for the model there."""
-        model = body.get("model")
-        if isinstance(model, str):
-            return model
-        marker = "/deployments/"
-        return path.split(marker, 1)[1].split("/", 1)[0] if marker in path else ""
+        return model_or_deployment(body, path)
 
     def read_event(self, answer: Answer, event: Event, *, capture: bool) -> bool:
         data = event.data

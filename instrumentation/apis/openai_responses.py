@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..wire import Event
-from .base import Answer, PathEndpoint, ids, loads, tier
+from .base import Answer, PathEndpoint, ids, tier
 from .openai import usage_from
-
-_EVENTS = {b"response.created", b"response.completed", b"response.failed", b"response.incomplete", b"error"}
 
 
 class Responses(PathEndpoint):
@@ -18,6 +15,8 @@ class Responses(PathEndpoint):
     suffixes = ("/responses",)
     reports_openai_tier = True
     markers = (b"response.created", b"response.completed", b"response.failed", b"response.incomplete", b"error")
+    events = frozenset(markers)
+    text_events = frozenset({b"response.output_text.delta"})
 
     def read_whole(self, answer: Answer, data: Mapping[str, Any], *, capture: bool) -> None:
         ids(answer, data)
@@ -39,14 +38,6 @@ class Responses(PathEndpoint):
                 for part in item.get("content") or () if isinstance(item, Mapping) else ():
                     if isinstance(part, Mapping) and isinstance(part.get("text"), str):
                         answer.output.append(part["text"])
-
-    def read_event(self, answer: Answer, event: Event, *, capture: bool) -> bool:
-        name = event.name
-        if name in _EVENTS or not name or (capture and name == b"response.output_text.delta"):
-            data = loads(event.data)
-            if data is not None:
-                self.on_event(answer, name.decode(), data, capture=capture)
-        return True
 
     def on_event(self, answer: Answer, name: str, data: Mapping[str, Any], *, capture: bool) -> None:
         kind = data.get("type")

@@ -155,10 +155,4 @@ class ObservedEvents(ObjectProxy):  # type: ignore[misc,type-arg]
                 # An exception event (botocore's EventStreamError): typed by its AWS code, as over HTTP.
                 reader.answer.fail(found["Error"].get("Code"), found["Error"].get("Message"))
                 error = None
-            if how == "read" or (how == "closed" and reader.answer.saw_end):
-                outcome = "completed"
-            elif how == "failed":
-                outcome = "failed"
-            else:
-                outcome = "abandoned" if how == "dropped" else "closed_early"
-            self._self_call.body_ended(reader, outcome, error)
+            self._self_call.stream_ended(reader, how, error)

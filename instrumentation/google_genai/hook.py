@@ -23,7 +23,7 @@ from wrapt import wrap_function_wrapper
 from .. import apis, runtime
 from ..apis import gemini
 from ..budgets import BudgetError
-from ..call import LLMCall, current_call, run, run_async
+from ..call import LLMCall, current_call
 from ..keys import key_id
 from ..providers import GEMINI, VERTEX_AI, provider_for
 from ..safety import log, quiet
@@ -35,18 +35,6 @@ _hosts: dict[str, tuple[str, int | None]] = {}
 
 
 # Opening a call ---------------------------------------------------------------------------------------------
-
-
-def _open(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall | None:
-    """The call this SDK request opens, or None for a request that is no LLM call.
-
-    Raises only the `BudgetError` that refuses the call (decided inside `quiet()`, raised outside it)."""
-    opened: LLMCall | BudgetError | None = None
-    with quiet():
-        opened = _open_call(instance, args, kwargs)
-    if isinstance(opened, BudgetError):
-        raise opened
-    return opened
 
 
 def _open_call(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall | BudgetError | None:
@@ -180,18 +168,7 @@ def _streamed(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
 # Whole answers ----------------------------------------------------------------------------------------------
 
 
-def _request(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    call = _open(instance, args, kwargs)
-    if call is None:
-        return wrapped(*args, **kwargs)
-    return run(call, wrapped, args, kwargs)
-
-
-async def _async_request(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    call = _open(instance, args, kwargs)
-    if call is None:
-        return await wrapped(*args, **kwargs)
-    return await run_async(call, wrapped, args, kwargs)
+_request, _async_request = runtime.method_wrappers(_open_call)
 
 
 # Streams ----------------------------------------------------------------------------------------------------
@@ -238,11 +215,7 @@ class _Stream:
             if isinstance(error, APIError):  # an error event in the stream: the SDK raised it for the app
                 gemini.read_error_object(reader.answer, error.details)
                 error = None
-            if how == "read" or (how == "closed" and reader.answer.saw_end):
-                outcome = "completed"
-            else:
-                outcome = "failed" if how == "failed" else "closed_early"
-            call.body_ended(reader, outcome, error)
+            call.stream_ended(reader, how, error)
 
     def fail(self, error: BaseException) -> None:
         """The SDK raised while the call was still in its scope (a refused attempt, or the first chunk)."""
@@ -257,7 +230,7 @@ def _request_streamed(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs
 
 def _chunks(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
     """`request_streamed`'s generator: the request is sent when it is first iterated, as the SDK's own."""
-    call = _open(instance, args, kwargs)
+    call = runtime.opened(_open_call, instance, args, kwargs)
     if call is None:
         yield from wrapped(*args, **kwargs)
         return
@@ -288,7 +261,7 @@ def _chunks(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str
 
 
 async def _async_request_streamed(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    call = _open(instance, args, kwargs)
+    call = runtime.opened(_open_call, instance, args, kwargs)
     if call is None:
         return await wrapped(*args, **kwargs)
     stream = _Stream(call)

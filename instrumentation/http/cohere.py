@@ -23,7 +23,7 @@ from opentelemetry.instrumentation.utils import unwrap as _unwrap
 
 from .. import apis, runtime
 from ..budgets import BudgetError
-from ..call import LLMCall, current_call, run, run_async
+from ..call import LLMCall, current_call
 from ..keys import key_from_headers
 from ..providers import provider_for
 from ..safety import quiet
@@ -58,36 +58,14 @@ def unwrap() -> None:
 
 
 def _wrap(module: ModuleType) -> None:
+    """Wraps the SDK's `request` methods (called once the SDK is imported)."""
     if not _State.wanted or _State.wrapped is module:
         return
     with quiet():  # another SDK version without these methods: its retries are then separate calls
-        wrapt.wrap_function_wrapper(module, "HttpClient.request", _request)
-        wrapt.wrap_function_wrapper(module, "AsyncHttpClient.request", _async_request)
+        sync_request, async_request = runtime.method_wrappers(_open_call)
+        wrapt.wrap_function_wrapper(module, "HttpClient.request", sync_request)
+        wrapt.wrap_function_wrapper(module, "AsyncHttpClient.request", async_request)
         _State.wrapped = module
-
-
-def _request(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    call = _open(instance, args, kwargs)
-    if call is None:
-        return wrapped(*args, **kwargs)
-    return run(call, wrapped, args, kwargs)
-
-
-async def _async_request(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    call = _open(instance, args, kwargs)
-    if call is None:
-        return await wrapped(*args, **kwargs)
-    return await run_async(call, wrapped, args, kwargs)
-
-
-def _open(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall | None:
-    """The call a (first) `request` opens, or None; raises only the `BudgetError` that refuses it."""
-    opened: LLMCall | BudgetError | None = None
-    with quiet():
-        opened = _open_call(instance, args, kwargs)
-    if isinstance(opened, BudgetError):
-        raise opened
-    return opened
 
 
 def _open_call(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall | BudgetError | None:

@@ -104,16 +104,7 @@ class _ObservedStream:
             return
         self._done = True
         with quiet():
-            self._end_call(how, error)
-
-    def _end_call(self, how: str, error: BaseException | None) -> None:
-        if how == "read" or (how == "closed" and self._reader.answer.saw_end):
-            outcome = "completed"
-        elif how == "failed":
-            outcome = "failed"
-        else:
-            outcome = "abandoned" if how == "dropped" else "closed_early"
-        self._call.body_ended(self._reader, outcome, error)
+            self._call.stream_ended(self._reader, how, error)
 
     def __del__(self) -> None:
         if not self._done:
