@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     add_store(serve)
     serve.add_argument("--otlp-grpc", metavar="HOST:PORT", help="OTLP/gRPC listen address (default 127.0.0.1:4317)")
     serve.add_argument("--http", metavar="HOST:PORT", help="HTTP listen address (default 127.0.0.1:4318)")
+    serve.add_argument("--tls-cert", metavar="FILE", help="TLS certificate (PEM) for both listeners")
+    serve.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
+    serve.add_argument("--tls-client-ca", metavar="FILE", help="require client certificates signed by this CA (mTLS)")
     serve.add_argument(
         "--workers",
         type=int,
@@ -86,13 +89,18 @@ def _parser() -> argparse.ArgumentParser:
     price.add_argument("--at", help="ISO 8601 date-time the price applies at (default now)")
     price.add_argument("--config", help="llmtally.yaml with pricing overrides")
     add_json(price)
+
+    from .commands.bundle import add_arguments
+
+    add_arguments(commands.add_parser("bundle", help="write the Grafana, Prometheus, Alertmanager and collector stack"))
     return parser
 
 
 def _command(name: str) -> Callable[[argparse.Namespace], int]:
-    from .commands import budgets, records, reports
+    from .commands import budgets, bundle, records, reports
 
     return {
+        "bundle": bundle.bundle,
         "budgets": budgets.budgets,
         "usage": reports.usage,
         "requests": reports.requests,
@@ -147,7 +155,16 @@ def _run(args: argparse.Namespace, prefix: str) -> int:
             from llmtally.exporter.serve import serve
 
             return serve(
-                load(args.config, store=args.store, otlp_grpc=args.otlp_grpc, http=args.http, workers=args.workers)
+                load(
+                    args.config,
+                    store=args.store,
+                    otlp_grpc=args.otlp_grpc,
+                    http=args.http,
+                    workers=args.workers,
+                    tls_cert_file=args.tls_cert,
+                    tls_key_file=args.tls_key,
+                    tls_client_ca_file=args.tls_client_ca,
+                )
             )
         return _command(args.command)(args)
     except (ConfigError, PricingConfigError, ValueError) as error:  # ValueError: bad parameters (QueryError, ...)

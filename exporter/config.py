@@ -27,11 +27,17 @@ class Config:
     queue_records: int = 100_000
     ack_timeout_seconds: float = 30.0
     retry_after_seconds: float = 5.0
-    max_request_bytes: int = 32 * 1024 * 1024
+    max_request_bytes: int = 8 * 1024 * 1024  # an OTLP body or gRPC message, as sent and inflated
+    max_concurrent_grpc_requests: int = 8  # export calls taken at once; past them RESOURCE_EXHAUSTED + RetryInfo
+    max_concurrent_http_requests: int = 8  # OTLP/HTTP requests taken at once; past them 429 + Retry-After
     workers: int | None = None  # decoding / pricing processes; None: one per CPU, 0: none (in the receiving threads)
     max_series: int = 10_000
     pricing: Mapping[str, Any] = field(default_factory=dict)
     api_tokens: tuple[Mapping[str, Any], ...] = ()
+    ingest_tokens: tuple[Mapping[str, Any], ...] = ()  # receiver.ingest_tokens (checked by receive.credentials)
+    tls_cert_file: str | None = None  # receiver.tls: both listeners (checked by receive.tls)
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
     retention_days: int | None = None
     retention_payload_days: int | None = None
     retention_interval_seconds: float = 3600.0
@@ -50,7 +56,14 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
         "ack_timeout_seconds": ("ack_timeout_seconds", float),
         "retry_after_seconds": ("retry_after_seconds", float),
         "max_request_bytes": ("max_request_bytes", int),
+        "max_concurrent_grpc_requests": ("max_concurrent_grpc_requests", int),
+        "max_concurrent_http_requests": ("max_concurrent_http_requests", int),
         "workers": ("workers", int),
+    },
+    "receiver.tls": {
+        "cert_file": ("tls_cert_file", str),
+        "key_file": ("tls_key_file", str),
+        "client_ca_file": ("tls_client_ca_file", str),
     },
     "metrics": {"max_series": ("max_series", int)},
     "retention": {
@@ -59,12 +72,14 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
         "interval_seconds": ("retention_interval_seconds", float),
     },
 }
+_LISTS = {"receiver.ingest_tokens": "ingest_tokens"}  # lists of mappings, checked where they are used
 _TOP = {"store", "receiver", "metrics", "pricing", "api", "retention", "budgets", "credits", "alerts"}
 
 
 def load(path: str | None = None, *, env: Mapping[str, str] | None = None, **flags: str | int | None) -> Config:
     """The configuration: `path` (or `$LLMTALLY_CONFIG`, or ./llmtally.yaml if present), then `LLMTALLY_STORE`,
-    then `flags` (store, otlp_grpc, http, workers) that are not None."""
+    then `flags` (store, otlp_grpc, http, workers, tls_cert_file, tls_key_file, tls_client_ca_file) that are not
+    None."""
     env = os.environ if env is None else env
     path = path or env.get("LLMTALLY_CONFIG") or (DEFAULT_FILE if Path(DEFAULT_FILE).is_file() else None)
     values: dict[str, Any] = {}
@@ -77,6 +92,9 @@ def load(path: str | None = None, *, env: Mapping[str, str] | None = None, **fla
     config = Config(**values)
     for name in ("otlp_grpc", "http"):
         split_address(getattr(config, name), name)
+    for name in ("max_request_bytes", "max_concurrent_grpc_requests", "max_concurrent_http_requests"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"receiver.{name} must be at least 1")
     return config
 
 
@@ -96,12 +114,18 @@ def _read(path: str) -> dict[str, Any]:
     if "store" in data:
         values["store"] = _typed(data["store"], str, "store")
     for section, keys in _SECTIONS.items():
-        given = data.get(section) or {}
+        parent, _, child = section.partition(".")
+        given = (data.get(parent) or {}).get(child) if child else data.get(parent)
+        given = given or {}
         if not isinstance(given, dict):
             raise ConfigError(f"{path}: {section} must be a mapping")
+        nested = {name.rpartition(".")[2] for name in (*_SECTIONS, *_LISTS) if name.rpartition(".")[0] == section}
         for key, item in given.items():
+            if key in nested:
+                continue
             if key not in keys:
-                raise ConfigError(f"{path}: unknown key {section}.{key} (known: {', '.join(sorted(keys))})")
+                known = ", ".join(sorted({*keys, *nested}))
+                raise ConfigError(f"{path}: unknown key {section}.{key} (known: {known})")
             name, kind = keys[key]
             values[name] = _typed(item, kind, f"{section}.{key}")
     api = data.get("api") or {}
@@ -111,6 +135,12 @@ def _read(path: str) -> dict[str, Any]:
     if not isinstance(tokens, list):
         raise ConfigError(f"{path}: api.tokens must be a list")
     values["api_tokens"] = tuple(tokens)
+    for dotted, name in _LISTS.items():
+        parent, _, child = dotted.partition(".")
+        items = (data.get(parent) or {}).get(child) or []
+        if not isinstance(items, list):
+            raise ConfigError(f"{path}: {dotted} must be a list")
+        values[name] = tuple(items)
     pricing = data.get("pricing") or {}
     if not isinstance(pricing, dict):
         raise ConfigError(f"{path}: pricing must be a mapping")

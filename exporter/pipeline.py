@@ -51,6 +51,7 @@ class _Group:
     """The outcome of writing one group, built up write by write."""
 
     stored: list[Record] = field(default_factory=list)
+    replaced: list[tuple[Record, Record]] = field(default_factory=list)  # (stored record, richer one in its place)
     settled: set[int] = field(default_factory=set)  # id() of the records stored or already there
     rejected: dict[int, str] = field(default_factory=dict)  # id() of a refused record -> why
     error: StoreUnavailable | None = None  # the store went away: what is not settled yet is to be retried
@@ -66,6 +67,7 @@ class Pipeline:
         self._queued = 0
         self._cond = threading.Condition()
         self._closing = False
+        self._unavailable: tuple[float, str] | None = None  # (monotonic time, why) of the last write that failed
         self._thread = threading.Thread(target=self._run, name="llmtally-writer", daemon=True)
 
     def start(self) -> Pipeline:
@@ -74,6 +76,18 @@ class Pipeline:
 
     def depth(self) -> int:
         return self._queued
+
+    def unavailable(self) -> tuple[float, str] | None:
+        """When (time.monotonic()) and why the last write found the store unavailable, unless one has succeeded since
+        (for /readyz)."""
+        return self._unavailable
+
+    def check_room(self, count: int) -> None:
+        """Raises Overloaded unless `count` more records may be queued now (what `submit` checks): past `max_queued`
+        records, unless the queue is empty."""
+        with self._cond:
+            if self._queued and self._queued + count > self.max_queued:
+                raise Overloaded(f"{self._queued} records are waiting to be stored")
 
     def submit(self, records: Sequence[Record]) -> Future[Written]:
         """Queues `records`; the future gives how many of them were new and which were rejected once the others are
@@ -85,8 +99,7 @@ class Pipeline:
         with self._cond:
             if self._closing:
                 raise Closed("the receiver is shutting down")
-            if self._queued + len(records) > self.max_queued and self._queued:
-                raise Overloaded(f"{self._queued} records are waiting to be stored")
+            self.check_room(len(records))
             self._pending.append((records, future))
             self._queued += len(records)
             self._cond.notify()
@@ -127,11 +140,16 @@ class Pipeline:
         done = _Group()
         try:
             self._isolate(records, done)
+            if done.error is not None:
+                self._unavailable = (time.monotonic(), str(done.error))
+            elif done.settled or done.rejected:
+                self._unavailable = None
             receiver = self.metrics.receiver
             if done.settled:
                 receiver.write_latency.observe(time.perf_counter() - started)
             stored = done.stored
             self.metrics.records.observe(stored)
+            self.metrics.records.replace(done.replaced)
             receiver.stored.inc(len(stored))
             if stored:
                 receiver.last_stored.set_to_current_time()
@@ -175,4 +193,5 @@ class Pipeline:
                 self._isolate(records[middle:], done)
             return
         done.stored += stored
+        done.replaced += stored.replaced
         done.settled.update(id(r) for r in records)

@@ -18,10 +18,14 @@ from .maintenance.retention import Scheduler
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .price import Pricer, PricingConfig
+from .readiness import Readiness
+from .receive.credentials import Senders
 from .receive.grpc_server import start_grpc
 from .receive.http_app import create_app
 from .receive.ingest import Ingest
+from .receive.limits import return_freed_bodies
 from .receive.prepare import quiet_gc
+from .receive.tls import TLS
 from .receive.workers import Workers
 from .store import open_store
 
@@ -46,6 +50,17 @@ def serve(config: Config) -> int:
             f"refusing to serve the analytics API on {host} without API tokens: anyone who can reach it would read "
             "every request. Configure api.tokens in llmtally.yaml, or listen on 127.0.0.1"
         )
+    senders = Senders.parse(config.ingest_tokens)
+    senders.check_listeners({"receiver.otlp_grpc": config.otlp_grpc, "receiver.http": config.http})
+    tls = TLS.from_config(config)
+    exposed = not all(is_loopback(split_address(a)[0]) for a in (config.otlp_grpc, config.http))
+    if exposed and tls is None:
+        print(
+            "llmtally serve: warning: listening off loopback without TLS: tokens and records cross the network in "
+            "plain text (set receiver.tls, or keep the network private)",
+            file=sys.stderr,
+            flush=True,
+        )
     store = open_store(config.store)
     metrics = Metrics(config.max_series)
     metrics.registry.register(BudgetMetrics(store, budgets))
@@ -56,26 +71,47 @@ def serve(config: Config) -> int:
     if workers is not None:
         workers.warm_up()
     ingest = Ingest(pipeline, pricer, metrics, config.ack_timeout_seconds, workers)
-    grpc_server, grpc_port = start_grpc(ingest, config.otlp_grpc, retry_after=config.retry_after_seconds)
-
-    def ready() -> bool:
-        return pipeline.depth() < config.queue_records and store.ping()
-
+    grpc_server, grpc_port = start_grpc(
+        ingest,
+        config.otlp_grpc,
+        retry_after=config.retry_after_seconds,
+        max_concurrent=config.max_concurrent_grpc_requests,
+        max_message_bytes=config.max_request_bytes,
+        senders=senders,
+        credentials=tls.grpc_credentials() if tls else None,
+    )
+    readiness = Readiness(pipeline, store, queue_records=config.queue_records, hold_seconds=config.retry_after_seconds)
     app = create_app(
-        ingest, metrics, ready=ready, max_request_bytes=config.max_request_bytes, retry_after=config.retry_after_seconds
+        ingest,
+        metrics,
+        ready=readiness.check,
+        max_request_bytes=config.max_request_bytes,
+        retry_after=config.retry_after_seconds,
+        senders=senders,
+        max_concurrent=config.max_concurrent_http_requests,
     )
     install(app, create_router(store, tokens, pricer, budgets), config.retry_after_seconds)
     retention = Scheduler(
         store, config.retention_days, config.retention_payload_days, config.retention_interval_seconds
     ).start()
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            **(tls.uvicorn_options() if tls else {}),
+        )
     )
     grpc_host = split_address(config.otlp_grpc)[0]
     print(
         f"llmtally serve: OTLP/gRPC {grpc_host}:{grpc_port}, HTTP {host}:{port} "
         f"(/v1/logs /v1/traces /v1/metrics /metrics /healthz /readyz /api/v1, "
-        f"API tokens {'required' if tokens else 'off: loopback only'}), store {redact(config.store)}, "
+        f"API tokens {'required' if tokens else 'off: loopback only'}; "
+        f"ingest tokens {'required' if senders.required else 'off: loopback only'}; "
+        f"{tls.describe() if tls else 'no TLS'}), store {redact(config.store)}, "
         f"{count} worker process{'' if count == 1 else 'es'}",
         file=sys.stderr,
         flush=True,
@@ -85,6 +121,7 @@ def serve(config: Config) -> int:
     for handled in (signal.SIGINT, signal.SIGTERM):
         signal.signal(handled, lambda *_: None)
     quiet_gc()
+    return_freed_bodies()
     try:
         server.run()
     finally:

@@ -13,48 +13,63 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.builders import common, dashboard
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as common_models
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from panels import (
-    BUDGET_STEPS,
-    CREDIT_STEPS,
-    ERROR_RATE_STEPS,
-    REMAINING_STEPS,
+    FILTERS,
+    INFINITY_TYPE,
     SELECT,
     SELECT_ENVIRONMENT,
+    SELECT_NO_FEATURE,
     SELECT_PROVIDER_MODEL,
-    SQL,
-    SQL_WHERE,
-    SUCCESS_STEPS,
+    APIRequest,
+    Column,
     alert_annotation,
-    audit_datasource_variable,
+    alert_list,
     bars,
+    bars_of_interval,
+    datasource_variable,
     graph,
     grid,
     label_variable,
     new_dashboard,
-    prometheus_variables,
     promql,
     single,
-    sql_variables,
+    thresholds_from,
+    top,
+    total,
+    usage,
+    variables,
 )
 
 OUT = Path(__file__).resolve().parent / "dashboards"
 R = "$__rate_interval"
-
-
-def inc(family: str, by: str = "", window: str = "$__range", select: str = SELECT) -> str:
-    """sum [by (...)] (increase(family{filters}[window]))."""
-    grouping = f" by ({by})" if by else ""
-    return f"sum{grouping} (increase({family}{{{select}}}[{window}]))"
+STEP = "$__interval"
 
 
 def rate(family: str, by: str = "", window: str = R, select: str = SELECT) -> str:
     grouping = f" by ({by})" if by else ""
     return f"sum{grouping} (rate({family}{{{select}}}[{window}]))"
+
+
+def or_zero(expr: str) -> str:
+    """`expr`, or 0 when it has no series (a healthy selection: no error series yet)."""
+    return f"({expr}) or on () vector(0)"
+
+
+def per_interval(family: str, by: str = "", select: str = SELECT) -> str:
+    """What a counter counted in each $__interval, for a query whose step is $__interval: the windows meet without
+    overlapping, so the points add up to the range's total. The difference of the counter's values at the step's
+    ends (exact, telescoping over the steps; a scrape gap shorter than the lookback changes nothing), a series new in
+    the window counted in full (its first value), and increase() across a counter reset."""
+    x = f"{family}{{{select}}}"
+    grouping = f" by ({by})" if by else ""
+    counted = f"(({x} - {x} offset {STEP}) >= 0) or ({x} unless {x} offset {STEP}) or increase({x}[{STEP}])"
+    return f"sum{grouping} ({counted})"
 
 
 def quantile(q: float, family: str, by: str = "", window: str = R) -> str:
@@ -63,8 +78,15 @@ def quantile(q: float, family: str, by: str = "", window: str = R) -> str:
     )
 
 
+def rule_ratio(numerator: str, denominator: str, by: str, select: str = SELECT) -> str:
+    """A ratio of two increase recording rules (the windows the alerts evaluate), 0 errors shown as 0."""
+    den = f"sum by ({by}) ({denominator}{{{select}}})"
+    num = f"(sum by ({by}) ({numerator}{{{select}}}) or {den} * 0)"
+    return f"{num} / {den}"
+
+
 def spend(period: str, basis: str = "customer") -> str:
-    """Today's / this week's / this month's spend from the store (the same on every replica: max, then sum over
+    """This week's / this month's spend from the store (the same on every replica: max, then sum over
     environments)."""
     select = f'period="{period}",basis="{basis}",{SELECT_ENVIRONMENT}'
     return f"sum(max without (instance, job) (completion_spend_usd{{{select}}}))"
@@ -74,36 +96,118 @@ def store_gauge(family: str, by: str, select: str = "") -> str:
     return f"max by ({by}) ({family}{{{select}}})"
 
 
+# --- the API panels ------------------------------------------------------------------------------------------------
+
+EXACT = "Exact, from llmtally's API (the audit store) for the dashboard's range and every filter."
+
+
+def grouped(label: str, figure: str, kind: str = "number") -> APIRequest:
+    """Usage grouped by `label` over the range: one row per value, the figure beside."""
+    return usage("rows", [(label, label, "string"), (figure, figure, kind)], label)
+
+
+REQUEST_COLUMNS: list[Column] = [
+    ("timestamp", "time", "timestamp"),
+    ("id", "request", "string"),
+    ("provider", "provider", "string"),
+    ("model", "model", "string"),
+    ("user", "user", "string"),
+    ("api_key", "api_key", "string"),
+    ("feature", "feature", "string"),
+    ("environment", "environment", "string"),
+    ("status", "status", "string"),
+    ("error_type", "error_type", "string"),
+    ("http_status", "http_status", "number"),
+    ("input_tokens", "input_tokens", "number"),
+    ("output_tokens", "output_tokens", "number"),
+    ("total_tokens", "total_tokens", "number"),
+    ("customer_cost_usd", "cost_usd", "number"),
+    ("latency_ms", "latency_ms", "number"),
+    ("ttft_ms", "ttft_ms", "number"),
+]
+# Grafana lays out an Infinity frame's fields by name: this puts them back in the columns' order.
+ORDER = {"id": "organize", "options": {"indexByName": {c[1]: i for i, c in enumerate(REQUEST_COLUMNS)}}}
+
+
+def request_log(status: str = "") -> APIRequest:
+    """The newest 1000 requests of the range (the API's largest page), every filter applied."""
+    params = [("limit", "1000")]
+    if status:  # the panel's own status (the recent errors): the status variable does not apply
+        return APIRequest(
+            "/api/v1/requests",
+            "requests",
+            REQUEST_COLUMNS,
+            params=[*params, ("status", status)],
+            filters=(*FILTERS, "user", "api_key"),
+        )
+    return APIRequest("/api/v1/requests", "requests", REQUEST_COLUMNS, params=params)
+
+
+def spend_today(**options: Any) -> Any:
+    """Today's customer spend (since 00:00 UTC), every filter applied, exact from the API."""
+    return single(
+        "Spend today",
+        "currencyUSD",
+        usage(
+            "totals", [("customer_cost_usd", "customer_cost_usd", "number")], timed=False, params=[("range", "today")]
+        ),
+        "Since 00:00 UTC, every filter applied (exact, from the API).",
+        **options,
+    )
+
+
+def details_link() -> dict[str, Any]:
+    """The data link of a request id: the request dashboard, through the API datasource (never a browser link to
+    the API, which asks for a token)."""
+    return {
+        "title": "Request details",
+        "url": "/d/llmtally-request/llm-request?var-request=${__value.raw}&${api:queryparam}&${__url_time_range}",
+    }
+
+
 # --- the dashboards ------------------------------------------------------------------------------------------------
 
 
 def overview() -> dashboard.Dashboard:
-    d = new_dashboard("llmtally-overview", "LLM overview", "Requests, success and errors, spend, tokens, top models.")
-    d = d.variables(prometheus_variables()).annotation(alert_annotation())
+    d = new_dashboard(
+        "llmtally-overview", "LLM overview", "Requests, errors, spend, active alerts, tokens, top models."
+    )
+    d = d.variables(variables()).annotation(alert_annotation())
     d = d.with_row(dashboard.Row("Totals"))
-    d = d.with_panel(single("Requests", "short", promql(inc("completion_requests_total"), instant=True)))
-    success = f"{inc('completion_requests_success_total')} / {inc('completion_requests_total')}"
-    d = d.with_panel(single("Success rate", "percentunit", promql(success, instant=True), thresholds=SUCCESS_STEPS))
-    d = d.with_panel(single("Errors", "short", promql(inc("completion_requests_error_total"), instant=True)))
-    d = d.with_panel(single("Spend today", "currencyUSD", promql(spend("day"), instant=True)))
-    d = d.with_panel(single("Spend this month", "currencyUSD", promql(spend("month"), instant=True)))
+    d = d.with_panel(single("Requests", "short", total("requests"), EXACT))
+    rate_refs, rate_steps = thresholds_from("error_rate_high", "error_rate_critical")
+    d = d.with_panel(
+        single(
+            "Error rate",
+            "percentunit",
+            total("error_rate"),
+            "Failed requests / requests (exact). Red from the error-rate alert threshold (alerts.thresholds"
+            ".error_rate_high in llmtally.yaml, read from completion_alert_threshold).",
+            extra=rate_refs,
+            transformations=rate_steps,
+        )
+    )
+    d = d.with_panel(single("Errors", "short", total("errors"), EXACT))
+    d = d.with_panel(single("Spend", "currencyUSD", total("customer_cost_usd"), "Customer cost in the range. " + EXACT))
+    d = d.with_panel(spend_today())
     d = d.with_panel(
         single(
             "Unpriced requests",
             "short",
-            promql(inc("completion_unpriced_requests_total"), instant=True),
+            total("unpriced_requests"),
             "Requests with no price in the catalog: their cost counts as 0.",
             thresholds=((None, "green"), (1, "yellow")),
         )
     )
+    d = d.with_panel(alert_list())
     d = d.with_row(dashboard.Row("Traffic"))
     d = d.with_panel(
         graph(
             "Requests per second: success and error",
             "reqps",
             [
-                promql(rate("completion_requests_success_total"), "success", "A"),
-                promql(rate("completion_requests_error_total"), "error", "B"),
+                promql(or_zero(rate("completion_requests_success_total")), "success", "A"),
+                promql(or_zero(rate("completion_requests_error_total")), "error", "B"),
             ],
             stack=True,
         )
@@ -118,10 +222,28 @@ def overview() -> dashboard.Dashboard:
             "Input includes cache reads and writes; output includes reasoning.",
         )
     )
-    top = f"topk(10, {inc('completion_requests_total', 'model')})"
-    d = d.with_panel(bars("Top models by requests", "short", promql(top, "{{model}}", instant=True), width=12))
-    top_cost = f"topk(10, {inc('completion_cost_usd_total', 'model')})"
-    d = d.with_panel(bars("Top models by spend", "currencyUSD", promql(top_cost, "{{model}}", instant=True), width=12))
+    d = d.with_panel(
+        bars(
+            "Top models by requests",
+            "short",
+            grouped("model", "requests"),
+            EXACT,
+            width=12,
+            rows="requests",
+            transformations=top("requests"),
+        )
+    )
+    d = d.with_panel(
+        bars(
+            "Top models by spend",
+            "currencyUSD",
+            grouped("model", "customer_cost_usd"),
+            EXACT,
+            width=12,
+            rows="customer_cost_usd",
+            transformations=top("customer_cost_usd"),
+        )
+    )
     return d
 
 
@@ -129,43 +251,62 @@ def cost() -> dashboard.Dashboard:
     d = new_dashboard(
         "llmtally-cost",
         "LLM cost and budgets",
-        "Spend by provider, model, feature, department and environment; budgets.",
+        "Spend by provider, model, feature, department and environment; budgets and credits.",
     )
     budget = label_variable("budget", "label_values(completion_budget_limit_usd, budget)")
-    d = d.variables([*prometheus_variables(), budget]).annotation(alert_annotation())
+    d = d.variables([*variables(), budget]).annotation(alert_annotation())
     d = d.with_row(dashboard.Row("Spend"))
-    for period, title in (("day", "today"), ("week", "this week"), ("month", "this month")):
-        d = d.with_panel(single(f"Spend {title}", "currencyUSD", promql(spend(period), instant=True), width=6))
+    d = d.with_panel(spend_today(width=4))
+    d = d.with_panel(single("Spend in range", "currencyUSD", total("customer_cost_usd"), EXACT, width=4))
+    d = d.with_panel(single("Provider cost in range", "currencyUSD", total("provider_cost_usd"), EXACT, width=4))
+    for period, title in (("week", "this week"), ("month", "this month")):
+        d = d.with_panel(
+            single(
+                f"Spend {title}",
+                "currencyUSD",
+                promql(spend(period), instant=True),
+                "The budgets' calendar period from the store (completion_spend_usd): every provider, model and "
+                "feature; the environment filter applies.",
+                width=4,
+            )
+        )
+    d = d.with_panel(single("Cached input tokens", "short", total("cached_tokens"), EXACT, width=4))
     d = d.with_panel(
-        single("Provider cost this month", "currencyUSD", promql(spend("month", "provider"), instant=True), width=6)
-    )
-    d = d.with_panel(
-        graph(
-            "Spend by provider",
+        bars_of_interval(
+            "Spend per interval by provider",
             "currencyUSD",
-            [promql(inc("completion_cost_usd_total", "provider", R), "{{provider}}")],
-            "Customer cost per interval.",
-            stack=True,
+            [promql(per_interval("completion_cost_usd_total", "provider"), "{{provider}}")],
+            "Customer cost in each interval (the bars add up to the range's spend).",
         )
     )
     d = d.with_panel(
-        graph(
-            "Customer against provider cost",
+        bars_of_interval(
+            "Customer against provider cost per interval",
             "currencyUSD",
             [
-                promql(inc("completion_cost_usd_total", window=R), "customer", "A"),
-                promql(inc("completion_provider_cost_usd_total", window=R), "provider", "B"),
+                promql(per_interval("completion_cost_usd_total"), "customer", "A"),
+                promql(per_interval("completion_provider_cost_usd_total"), "provider", "B"),
             ],
             "What you bill (customer, with the configured markups) against what the providers charge.",
-        )
+        ).stacking(common.StackingConfig().mode(common_models.StackingMode.NONE).group("A"))
     )
     for label in ("model", "feature", "department", "environment"):
-        expr = f"sort_desc({inc('completion_cost_usd_total', label)})"
         d = d.with_panel(
-            bars(f"Spend by {label}", "currencyUSD", promql(expr, f"{{{{{label}}}}}", instant=True), width=6)
+            bars(
+                f"Spend by {label}",
+                "currencyUSD",
+                grouped(label, "customer_cost_usd"),
+                EXACT,
+                width=6,
+                rows="customer_cost_usd",
+                transformations=top("customer_cost_usd", 20),
+            )
         )
     d = d.with_row(dashboard.Row("Cache"))
-    hit = f"{inc('completion_tokens_cached_total')} / {inc('completion_tokens_prompt_total')}"
+    hit = (
+        f"sum(increase(completion_tokens_cached_total{{{SELECT}}}[$__range]))"
+        f" / sum(increase(completion_tokens_prompt_total{{{SELECT}}}[$__range]))"
+    )
     d = d.with_panel(
         single(
             "Cache hit ratio",
@@ -173,63 +314,84 @@ def cost() -> dashboard.Dashboard:
             promql(hit, instant=True),
             "Share of input tokens read from the provider's prompt cache (billed at the cache-read price).",
             width=6,
+            zero=False,
         )
     )
     d = d.with_panel(
-        single("Cached input tokens", "short", promql(inc("completion_tokens_cached_total"), instant=True), width=6)
-    )
-    d = d.with_panel(
-        graph(
-            "Cached tokens by model",
+        bars_of_interval(
+            "Cached tokens per interval by model",
             "short",
-            [promql(inc("completion_tokens_cached_total", "model", R), "{{model}}")],
-            width=12,
+            [promql(per_interval("completion_tokens_cached_total", "model"), "{{model}}")],
+            "",
+            width=18,
         )
     )
     d = d.with_row(dashboard.Row("Budgets and credits"))
-    sel = 'budget=~"$budget"'
+    budget_refs, budget_steps = thresholds_from("budget_medium_ratio", "budget_high_ratio")
     d = d.with_panel(
         bars(
             "Budget utilisation",
             "percentunit",
-            promql(
-                store_gauge("completion_budget_utilization_ratio", "budget, period", sel),
-                "{{budget}} ({{period}})",
-                instant=True,
+            APIRequest(
+                "/api/v1/budgets",
+                "budgets",
+                [("name", "budget", "string"), ("utilization", "utilization", "number")],
+                filters=(),
+                timed=False,
             ),
-            "Spent / limit in the current period; green < 75 %, yellow 75-90 %, red > 90 %.",
-            thresholds=BUDGET_STEPS,
+            "Spent / limit in the current period of every budget (exact, from the API); red from the budget alert "
+            "thresholds (alerts.thresholds.budget_medium_ratio and budget_high_ratio).",
+            width=8,
             maximum=1,
+            rows="utilization",
+            extra=budget_refs,
+            transformations=budget_steps,
         )
     )
-    projection = (
-        f"{store_gauge('completion_budget_projected_usd', 'budget, period', sel)}"
-        f" / {store_gauge('completion_budget_limit_usd', 'budget, period', sel)}"
+    d = d.with_panel(
+        grid(
+            "Budgets",
+            [
+                APIRequest(
+                    "/api/v1/budgets",
+                    "budgets",
+                    [
+                        ("name", "budget", "string"),
+                        ("period", "period", "string"),
+                        ("limit_usd", "limit_usd", "number"),
+                        ("spent_usd", "spent_usd", "number"),
+                        ("projected_usd", "projected_usd", "number"),
+                        ("status", "status", "string"),
+                    ],
+                    filters=(),
+                    timed=False,
+                )
+            ],
+            "Limit, spent and linear projection at the period's end (exact, from the API).",
+            width=8,
+            height=8,
+        )
     )
+    credit_refs, credit_steps = thresholds_from("credit_low_usd")
     d = d.with_panel(
         bars(
-            "Projected utilisation at period end",
-            "percentunit",
-            promql(projection, "{{budget}} ({{period}})", instant=True),
-            "Linear projection of the period's spend, against the limit.",
-            thresholds=BUDGET_STEPS,
-            maximum=1,
-        )
-    )
-    d = d.with_panel(
-        single(
             "Credit remaining",
             "currencyUSD",
-            promql(
-                store_gauge("completion_credit_remaining_usd", "provider", 'provider=~"$provider"'),
-                "{{provider}}",
-                instant=True,
+            APIRequest(
+                "/api/v1/budgets",
+                "credits",
+                [("provider", "provider", "string"), ("remaining_usd", "remaining_usd", "number")],
+                filters=(),
+                timed=False,
             ),
-            "Configured balance minus the provider cost since the balance date.",
-            thresholds=CREDIT_STEPS,
+            "Configured balance minus the provider cost since the balance date (exact, from the API).",
             width=8,
+            rows="remaining_usd",
+            extra=credit_refs,
+            transformations=credit_steps,
         )
     )
+    sel = 'budget=~"$budget"'
     d = d.with_panel(
         graph(
             "Budget spent, limit and projection",
@@ -239,26 +401,8 @@ def cost() -> dashboard.Dashboard:
                 promql(store_gauge("completion_budget_limit_usd", "budget", sel), "{{budget}} limit", "B"),
                 promql(store_gauge("completion_budget_projected_usd", "budget", sel), "{{budget}} projected", "C"),
             ],
-            width=16,
-        )
-    )
-    d = d.with_panel(
-        graph(
-            "Credit balance and remaining",
-            "currencyUSD",
-            [
-                promql(
-                    store_gauge("completion_credit_balance_usd", "provider", 'provider=~"$provider"'),
-                    "{{provider}} balance",
-                    "A",
-                ),
-                promql(
-                    store_gauge("completion_credit_remaining_usd", "provider", 'provider=~"$provider"'),
-                    "{{provider}} remaining",
-                    "B",
-                ),
-            ],
-            width=8,
+            "Over time (the store-derived gauges; the budget variable applies).",
+            width=24,
         )
     )
     return d
@@ -270,36 +414,52 @@ def performance() -> dashboard.Dashboard:
         "LLM performance",
         "Duration percentiles, time to first token, output tokens per second.",
     )
-    d = d.variables(prometheus_variables()).annotation(alert_annotation())
-    latency_steps = ((None, "green"), (30, "red"))
+    d = d.variables(variables()).annotation(alert_annotation())
+    latency_refs, latency_steps = thresholds_from("latency_p95_seconds")
     d = d.with_panel(
         graph(
             "Duration p50 / p95 / p99",
             "s",
             [
-                promql(quantile(q, "completion_duration_seconds"), f"p{int(q * 100)}", chr(65 + i))
-                for i, q in enumerate((0.5, 0.95, 0.99))
+                *[
+                    promql(quantile(q, "completion_duration_seconds"), f"p{int(q * 100)}", chr(65 + i))
+                    for i, q in enumerate((0.5, 0.95, 0.99))
+                ],
+                *latency_refs,
             ],
-            thresholds=latency_steps,
+            "Red line: the p95 latency alert threshold (alerts.thresholds.latency_p95_seconds).",
+            transformations=latency_steps,
         )
     )
+    ttft_refs, ttft_steps = thresholds_from("ttft_p95_seconds")
     d = d.with_panel(
         graph(
             "Time to first token p50 / p95 / p99",
             "s",
             [
-                promql(quantile(q, "completion_time_to_first_token_seconds"), f"p{int(q * 100)}", chr(65 + i))
-                for i, q in enumerate((0.5, 0.95, 0.99))
+                *[
+                    promql(quantile(q, "completion_time_to_first_token_seconds"), f"p{int(q * 100)}", chr(65 + i))
+                    for i, q in enumerate((0.5, 0.95, 0.99))
+                ],
+                *ttft_refs,
             ],
-            "Streamed requests only.",
-            thresholds=((None, "green"), (5, "red")),
+            "Streamed requests only. Red line: alerts.thresholds.ttft_p95_seconds.",
+            transformations=ttft_steps,
         )
     )
+    shared = (
+        "histogram_quantile(0.95, sum by (le, provider, model) "
+        f"(llmtally:completion_duration_seconds_bucket:increase15m{{{SELECT_NO_FEATURE}}}))"
+    )
+    latency_refs, latency_steps = thresholds_from("latency_p95_seconds")
     d = d.with_panel(
         graph(
-            "Duration p95 by provider and model",
+            "Duration p95 by provider and model (15 min, as LLMLatencyP95High sees it)",
             "s",
-            [promql(quantile(0.95, "completion_duration_seconds", "provider, model"), "{{provider}} {{model}}")],
+            [promql(shared, "{{provider}} {{model}}"), *latency_refs],
+            "From the recording rule the alert reads (llmtally:completion_duration_seconds_bucket:increase15m: "
+            "environment, provider and model; the feature filter does not apply).",
+            transformations=latency_steps,
         )
     )
     tps = (
@@ -316,111 +476,107 @@ def performance() -> dashboard.Dashboard:
     )
     ttft_top = f"topk(10, {quantile(0.95, 'completion_time_to_first_token_seconds', 'model', '$__range')})"
     d = d.with_panel(bars("Top 10 models by TTFT p95", "s", promql(ttft_top, "{{model}}", instant=True), width=12))
-    tps_range = (
-        f"topk(10, {inc('completion_tokens_completion_total', 'model')}"
-        f" / {inc('completion_duration_seconds_sum', 'model')})"
-    )
     d = d.with_panel(
         bars(
-            "Top 10 models by output tokens per second", "short", promql(tps_range, "{{model}}", instant=True), width=12
+            "Mean duration by provider",
+            "ms",
+            APIRequest(
+                "/api/v1/health",
+                "providers",
+                [("provider", "provider", "string"), ("avg_latency_ms", "avg_latency_ms", "number")],
+            ),
+            EXACT,
+            width=12,
+            rows="avg_latency_ms",
         )
     )
-    mean = (
-        f"{inc('completion_duration_seconds_sum', 'provider')} / {inc('completion_duration_seconds_count', 'provider')}"
-    )
-    d = d.with_panel(bars("Mean duration by provider", "s", promql(mean, "{{provider}}", instant=True), width=24))
     return d
 
 
 def errors() -> dashboard.Dashboard:
-    d = new_dashboard(
-        "llmtally-errors", "LLM errors", "Error rate, error types, failing providers and models, retries."
-    )
-    d = d.variables([*prometheus_variables(), audit_datasource_variable()]).annotation(alert_annotation())
-    ratio = f"{rate('completion_requests_error_total')} / {rate('completion_requests_total')}"
+    d = new_dashboard("llmtally-errors", "LLM errors", "Error rate, error types, failing providers and models.")
+    d = d.variables(variables()).annotation(alert_annotation())
+    rate_refs, rate_steps = thresholds_from("error_rate_high", "error_rate_critical")
     d = d.with_panel(
         single(
             "Error rate",
             "percentunit",
-            promql(f"{inc('completion_requests_error_total')} / {inc('completion_requests_total')}", instant=True),
-            "Yellow from 10 %, red from 25 % (the alert thresholds' defaults).",
-            thresholds=ERROR_RATE_STEPS,
-            width=6,
+            total("error_rate"),
+            "Failed / all requests in the range (exact). Red from alerts.thresholds.error_rate_high.",
+            extra=rate_refs,
+            transformations=rate_steps,
+            width=8,
         )
     )
-    d = d.with_panel(single("Errors", "short", promql(inc("completion_requests_error_total"), instant=True), width=6))
-    retries_total = (
-        "SELECT count(*) AS retries FROM completion_records, jsonb_array_elements(events::jsonb) AS e"
-        f" WHERE e->>'name' = 'retry' AND $__timeFilter(start_time) AND {SQL_WHERE}"
+    d = d.with_panel(single("Errors", "short", total("errors"), EXACT, width=8))
+    d = d.with_panel(single("Requests", "short", total("requests"), EXACT, width=8))
+    rate_refs, rate_steps = thresholds_from("error_rate_high", "error_rate_critical")
+    ratio = rule_ratio(
+        "llmtally:completion_requests_error:increase5m", "llmtally:completion_requests:increase5m", "provider"
     )
     d = d.with_panel(
-        single(
-            "Retries",
-            "short",
-            SQL(retries_total),
-            "HTTP attempts the SDKs retried (from the audit store: each record's retry events).",
-            width=6,
+        graph(
+            "Error rate by provider (5 min, as LLMErrorRate* see it)",
+            "percentunit",
+            [promql(ratio, "{{provider}}"), *rate_refs],
+            "From the recording rules the error-rate alerts read; red lines: the alert thresholds.",
+            transformations=rate_steps,
         )
     )
-    d = d.with_panel(
-        single(
-            "Requests with a retry",
-            "short",
-            SQL(
-                "SELECT count(*) AS requests FROM completion_records WHERE events LIKE '%\"retry\"%'"
-                f" AND $__timeFilter(start_time) AND {SQL_WHERE}"
-            ),
-            width=6,
-        )
-    )
-    d = d.with_panel(graph("Error rate", "percentunit", [promql(ratio, "error rate")], thresholds=ERROR_RATE_STEPS))
     d = d.with_panel(
         graph(
             "Errors per second by type",
             "reqps",
-            [promql(rate("completion_requests_error_total", "error_type"), "{{error_type}}")],
+            [promql(or_zero(rate("completion_requests_error_total", "error_type")), "{{error_type}}")],
+            "0 when nothing failed.",
             stack=True,
         )
     )
+    errors_api = "/api/v1/errors"
     d = d.with_panel(
         bars(
             "Errors by type",
             "short",
-            promql(
-                f"sort_desc({inc('completion_requests_error_total', 'error_type')})", "{{error_type}}", instant=True
-            ),
+            APIRequest(errors_api, "by_type", [("type", "type", "string"), ("count", "count", "number")]),
+            EXACT,
+            rows="count",
         )
     )
     d = d.with_panel(
         bars(
-            "Errors by provider and model",
+            "Errors by model",
             "short",
-            promql(
-                f"sort_desc({inc('completion_requests_error_total', 'provider, model')})",
-                "{{provider}} {{model}}",
-                instant=True,
-            ),
+            APIRequest(errors_api, "by_model", [("model", "model", "string"), ("errors", "errors", "number")]),
+            EXACT,
+            rows="errors",
         )
     )
-    by_provider = (
-        f"{inc('completion_requests_error_total', 'provider')} / {inc('completion_requests_total', 'provider')}"
-    )
+    by_provider_refs, by_provider_steps = thresholds_from("error_rate_high", "error_rate_critical")
     d = d.with_panel(
         bars(
             "Error rate by provider",
             "percentunit",
-            promql(by_provider, "{{provider}}", instant=True),
-            thresholds=ERROR_RATE_STEPS,
+            APIRequest(
+                errors_api, "by_provider", [("provider", "provider", "string"), ("error_rate", "error_rate", "number")]
+            ),
+            EXACT + " Providers with errors.",
             maximum=1,
+            rows="error_rate",
+            extra=by_provider_refs,
+            transformations=by_provider_steps,
         )
     )
-    retries = (
-        "SELECT provider, request_model AS model, e->>'error.type' AS error_type, count(*) AS retries"
-        " FROM completion_records, jsonb_array_elements(events::jsonb) AS e"
-        f" WHERE e->>'name' = 'retry' AND $__timeFilter(start_time) AND {SQL_WHERE}"
-        " GROUP BY 1, 2, 3 ORDER BY retries DESC"
+    d = d.with_panel(
+        grid(
+            "Recent errors",
+            [request_log("error")],
+            "The newest failed requests (1000 at most). Click a request for its details, events (retries) and "
+            "error message.",
+            transformations=[ORDER],
+        )
+        .override_by_name("request", [_links(details_link())])
+        .override_by_name("cost_usd", [_unit("currencyUSD")])
     )
-    d = d.with_panel(grid("Retries by provider, model and cause", [SQL(retries)], width=24))
     return d
 
 
@@ -430,21 +586,24 @@ def capacity() -> dashboard.Dashboard:
         "LLM capacity",
         "Provider rate limits: remaining against limit; requests and tokens per minute.",
     )
-    d = d.variables(prometheus_variables()).annotation(alert_annotation())
+    d = d.variables(variables(api=False)).annotation(alert_annotation())
     by = "provider, model, kind"
     remaining = (
         f"{store_gauge('completion_ratelimit_remaining', by, SELECT_PROVIDER_MODEL)}"
         f" / {store_gauge('completion_ratelimit_limit', by, SELECT_PROVIDER_MODEL)}"
     )
+    refs, ratio_steps = thresholds_from("ratelimit_remaining_ratio")
     d = d.with_panel(
         bars(
             "Rate limit remaining (share of the limit)",
             "percentunit",
             promql(remaining, "{{provider}} {{model}} {{kind}}", instant=True),
-            "The last rate-limit headers each provider sent; red below 10 % (the alert's default).",
-            thresholds=REMAINING_STEPS,
+            "The last rate-limit headers each provider sent; the line at alerts.thresholds.ratelimit_remaining_ratio "
+            "(the alert fires below it).",
             width=24,
             maximum=1,
+            extra=refs,
+            transformations=ratio_steps,
         )
     )
     for kind in ("requests", "tokens"):
@@ -486,77 +645,81 @@ def capacity() -> dashboard.Dashboard:
     return d
 
 
-AUDIT_COLUMNS = (
-    'start_time AS "time", record_id AS request, provider, request_model AS model, user_id AS "user", feature,'
-    " environment, status, error_type, http_status, input_tokens, output_tokens, total_tokens,"
-    " customer_cost_nusd / 1e9 AS cost_usd, duration_s, ttft_s"
-)
-
-
 def audit() -> dashboard.Dashboard:
     d = new_dashboard(
-        "llmtally-audit", "LLM audit log", "The request log from the audit store: who called which model, tokens, cost."
+        "llmtally-audit",
+        "LLM audit log",
+        "The request log from llmtally's API (any store): who called which model, tokens, cost.",
     )
-    api = dashboard.TextBoxVariable("api_url").label("llmtally API").default_value("http://127.0.0.1:4318")
-    d = d.variables([*sql_variables(), api])
-    where = f"$__timeFilter(start_time) AND {SQL_WHERE}"
-    d = d.with_panel(
-        single(
-            "Requests",
-            "short",
-            SQL(f"SELECT count(*) AS requests FROM completion_records WHERE {where}"),
-            width=6,
-        )
-    )
-    d = d.with_panel(
-        single(
-            "Errors",
-            "short",
-            SQL(f"SELECT count(*) AS errors FROM completion_records WHERE status = 'error' AND {where}"),
-            width=6,
-        )
-    )
-    d = d.with_panel(
-        single(
-            "Spend",
-            "currencyUSD",
-            SQL(f"SELECT COALESCE(sum(customer_cost_nusd), 0) / 1e9 AS spend FROM completion_records WHERE {where}"),
-            width=6,
-        )
-    )
-    d = d.with_panel(
-        single(
-            "Users",
-            "short",
-            SQL(f"SELECT count(DISTINCT user_id) AS users FROM completion_records WHERE {where}"),
-            width=6,
-        )
-    )
-    link = (
-        dashboard.DashboardLink("Request details (API)")
-        .url("${api_url}/api/v1/requests/${__value.raw}")
-        .target_blank(True)
-    )
+    d = d.variables(variables())
+    d = d.with_panel(single("Requests", "short", total("requests"), EXACT, width=6))
+    d = d.with_panel(single("Errors", "short", total("errors"), EXACT, width=6))
+    d = d.with_panel(single("Spend", "currencyUSD", total("customer_cost_usd"), EXACT, width=6))
+    d = d.with_panel(single("Tokens", "short", total("total_tokens"), EXACT, width=6))
     log = grid(
         "Recent requests",
-        [SQL(f"SELECT {AUDIT_COLUMNS} FROM completion_records WHERE {where} ORDER BY start_time DESC LIMIT 500")],
-        "Newest first (500 at most). Click a request id for every stored field, its events and payloads.",
+        [request_log()],
+        "Newest first (1000 at most), every filter applied. Click a request for every stored field, its events "
+        "(retries, re-pricing) and payloads.",
+        transformations=[ORDER],
+        height=12,
     )
-    log = log.override_by_name("request", [_links(link)]).override_by_name("cost_usd", [_unit("currencyUSD")])
-    log = log.override_by_name("duration_s", [_unit("s")]).override_by_name("ttft_s", [_unit("s")])
+    log = log.override_by_name("request", [_links(details_link())]).override_by_name("cost_usd", [_unit("currencyUSD")])
+    log = log.override_by_name("latency_ms", [_unit("ms")]).override_by_name("ttft_ms", [_unit("ms")])
     d = d.with_panel(log)
-    users = (
-        "SELECT COALESCE(user_id, '') AS \"user\", count(*) AS requests, sum(total_tokens) AS tokens,"
-        " COALESCE(sum(customer_cost_nusd), 0) / 1e9 AS cost_usd,"
-        " sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errors"
-        f" FROM completion_records WHERE {where} GROUP BY 1 ORDER BY cost_usd DESC"
+    users = usage(
+        "rows",
+        [
+            ("user", "user", "string"),
+            ("requests", "requests", "number"),
+            ("errors", "errors", "number"),
+            ("total_tokens", "tokens", "number"),
+            ("customer_cost_usd", "cost_usd", "number"),
+        ],
+        "user",
     )
-    d = d.with_panel(grid("Usage by user", [SQL(users)], width=12).override_by_name("cost_usd", [_unit("currencyUSD")]))
-    failed = (
-        f"SELECT {AUDIT_COLUMNS}, error_message FROM completion_records WHERE status = 'error' AND {where}"
-        " ORDER BY start_time DESC LIMIT 100"
+    d = d.with_panel(
+        grid("Usage by user", [users], EXACT, width=12, transformations=top("cost_usd", 1000)).override_by_name(
+            "cost_usd", [_unit("currencyUSD")]
+        )
     )
-    d = d.with_panel(grid("Recent errors", [SQL(failed)], width=12).override_by_name("request", [_links(link)]))
+    drivers = APIRequest(
+        "/api/v1/insights",
+        "top_cost_drivers.api_key",
+        [
+            ("api_key", "api_key", "string"),
+            ("cost_usd", "cost_usd", "number"),
+            ("requests", "requests", "number"),
+        ],
+    )
+    d = d.with_panel(
+        grid(
+            "Top API keys by spend", [drivers], "The insights' top cost drivers (five). " + EXACT, width=12
+        ).override_by_name("cost_usd", [_unit("currencyUSD")])
+    )
+    return d
+
+
+def request() -> dashboard.Dashboard:
+    """One request's details (the audit dashboard's request links lead here), through the API datasource."""
+    d = new_dashboard("llmtally-request", "LLM request", "One request: every stored field, its events and rate limits.")
+    request_id = dashboard.TextBoxVariable("request").label("Request id")
+    d = d.variables([datasource_variable("api", "llmtally API", INFINITY_TYPE), request_id])
+    path = "/api/v1/requests/${request:percentencode}"
+    one = APIRequest(path, "", [], filters=(), timed=False)
+    d = d.with_panel(grid("Request", [one], "Every stored field of the request (from the API).", height=6))
+    for title, root, width in (("Events", "events", 12), ("Rate limits", "ratelimits", 12)):
+        d = d.with_panel(
+            grid(
+                title,
+                [APIRequest(path, root, [], filters=(), timed=False)],
+                "Retries, re-pricing and the other events of the request."
+                if root == "events"
+                else "The rate-limit headers the provider sent.",
+                width=width,
+                height=8,
+            )
+        )
     return d
 
 
@@ -566,13 +729,10 @@ def _unit(unit: str) -> Any:
     return DynamicConfigValue(id_val="unit", value=unit)
 
 
-def _links(link: dashboard.DashboardLink) -> Any:
+def _links(link: dict[str, Any]) -> Any:
     from grafana_foundation_sdk.models.dashboard import DynamicConfigValue
 
-    built = link.build().to_json()
-    return DynamicConfigValue(
-        id_val="links", value=[{"title": built["title"], "url": built["url"], "targetBlank": True}]
-    )
+    return DynamicConfigValue(id_val="links", value=[link])
 
 
 DASHBOARDS: dict[str, Callable[[], dashboard.Dashboard]] = {
@@ -582,6 +742,7 @@ DASHBOARDS: dict[str, Callable[[], dashboard.Dashboard]] = {
     "errors": errors,
     "capacity": capacity,
     "audit": audit,
+    "request": request,
 }
 
 

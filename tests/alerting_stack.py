@@ -277,13 +277,14 @@ class Webhook:
         with self.lock:
             return [a for n in self.notifications for a in n.get("alerts", []) if a.get("status") == status]
 
-    def receivers(self, alertname: str) -> set[str]:
-        """The Alertmanager receivers that notified alert `alertname`."""
+    def receivers(self, alertname: str, **labels: str) -> set[str]:
+        """The Alertmanager receivers that notified alert `alertname` (with `labels`, when given)."""
+        wanted = {"alertname": alertname, **labels}
         with self.lock:
             return {
                 n["receiver"]
                 for n in self.notifications
-                if any(a["labels"].get("alertname") == alertname for a in n.get("alerts", []))
+                if any(wanted.items() <= a["labels"].items() for a in n.get("alerts", []))
             }
 
     def alertnames(self) -> set[str]:

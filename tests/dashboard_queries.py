@@ -1,10 +1,12 @@
 """The queries of the Grafana dashboards, run the way Grafana would run them.
 
-Variables are substituted as Grafana's Prometheus and PostgreSQL datasources do: `$var` / `${var}` / `${var:regex}`,
-a multi-value selection as a regex alternation `(a|b)` of regex-escaped values, All as the variable's allValue
-(unescaped), and the built-ins `$__range`, `$__interval` and `$__rate_interval` (max($__interval + scrape interval,
-4 x scrape interval)); the SQL macros `$__timeFilter(column)` and `$__timeGroupAlias(column, interval)` as Grafana's
-PostgreSQL datasource expands them.
+Variables are substituted as Grafana (11.6, scenes) does: `$var` / `${var}` / `${var:format}`; a multi-value
+selection in the Prometheus datasource's default format as a regex alternation `(a|b)` of regex-escaped values, with
+`:doublequote` as `"a","b"` (a quote inside escaped `\"`), with `:percentencode` as encodeURIComponent; All as the
+variable's custom all value, unformatted (scenes' CustomAllValue: every format but text, percentencode and
+queryparam); the built-ins `$__range`, `$__interval` and `$__rate_interval` (max($__interval + scrape interval,
+4 x scrape interval)), and `${__from:date:iso}` / `${__to:date:iso}` (ISO 8601, milliseconds, UTC). The Infinity
+datasource (infinity.py) sends what this produces.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 ALL = "$__all"
-_VARIABLE = re.compile(r"\$(?:\{(\w+)(?::(\w+))?\}|(\w+))")
+_VARIABLE = re.compile(r"\$(?:\{(\w+)(?::([\w:]+))?\}|(\w+))")
 _REGEX_SPECIAL = re.compile(r"([\\^$*+?.()|{}\[\]/])")
 
 
@@ -57,15 +60,29 @@ def regex_escape(value: str) -> str:
 
 
 def format_value(variable: dict[str, Any], chosen: list[str], fmt: str | None) -> str:
-    """One variable's text in a query: Grafana's formatting for regex matchers (Prometheus' default, `:regex`)."""
+    """One variable's text in a query: Grafana's formatting for regex matchers (Prometheus' default, `:regex`),
+    `:doublequote` and `:percentencode`."""
     if chosen == [ALL]:
         if variable.get("allValue"):
+            if fmt in ("text", "percentencode", "queryparam"):
+                raise AssertionError(f"format {fmt!r} of All is not handled here")
             return str(variable["allValue"])
         raise AssertionError(f"variable {variable['name']} has All without an allValue")
+    if fmt == "doublequote":
+        return ",".join('"' + v.replace('"', '\\"') + '"' for v in chosen)
+    if fmt == "percentencode":
+        assert len(chosen) == 1, chosen
+        return quote(chosen[0], safe="-_.~")  # encodeURIComponentStrict
     if fmt not in (None, "regex"):
         raise AssertionError(f"format {fmt!r} of ${variable['name']} is not handled here")
     escaped = [regex_escape(v) for v in chosen]
     return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+
+
+def iso_ms(seconds: float) -> str:
+    """Grafana's `date:iso`: toISOString(), milliseconds, UTC."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def interpolate(text: str, variables: list[dict[str, Any]], selection: Selection, span: TimeRange) -> str:
@@ -81,38 +98,30 @@ def interpolate(text: str, variables: list[dict[str, Any]], selection: Selection
         name = match.group(1) or match.group(3)
         if name in builtins:
             return builtins[name]
+        if name in ("__from", "__to"):
+            assert match.group(2) == "date:iso", match.group(0)
+            return iso_ms(span.start if name == "__from" else span.end)
         if name.startswith("__"):
             return match.group(0)  # other built-ins ($__timeFilter, $__value...) are the datasource's
         variable = by_name.get(name)
         if variable is None:
             raise AssertionError(f"${name} is not a variable of the dashboard: {text}")
+        if variable["type"] == "datasource":
+            return match.group(0)  # the query's datasource reference: Grafana resolves it, not the query text
         if variable["type"] == "textbox":
-            return str(variable.get("query", ""))
+            value = selection.of(name)
+            typed = str(variable.get("query", "")) if value == [ALL] else value[0]
+            return format_value(variable, [typed], match.group(2)) if match.group(2) else typed
         return format_value(variable, selection.of(name), match.group(2))
 
     return _VARIABLE.sub(replace, text)
-
-
-def expand_sql_macros(sql: str, span: TimeRange) -> str:
-    start = datetime.fromtimestamp(span.start, UTC).isoformat().replace("+00:00", "Z")
-    end = datetime.fromtimestamp(span.end, UTC).isoformat().replace("+00:00", "Z")
-    sql = re.sub(r"\$__timeFilter\((\w+)\)", rf"\1 BETWEEN '{start}' AND '{end}'", sql)
-
-    def group(match: re.Match[str]) -> str:
-        column, interval = match.group(1), match.group(2).strip()
-        seconds = span.interval if interval == "$__interval" else float(interval.rstrip("s"))
-        return f'floor(extract(epoch from {column})/{seconds:g})*{seconds:g} AS "time"'
-
-    sql = re.sub(r"\$__timeGroupAlias\((\w+),\s*([^)]+)\)", group, sql)
-    assert "$__" not in sql, f"a macro left unexpanded: {sql}"
-    return sql
 
 
 @dataclass
 class Target:
     dashboard: str
     panel: str
-    kind: str  # "prometheus" | "sql"
+    kind: str  # "prometheus" | "api"
     query: dict[str, Any]
     variables: list[dict[str, Any]]
 
@@ -126,7 +135,7 @@ def targets(name: str, document: dict[str, Any]) -> Iterator[Target]:
     for panel in document.get("panels", []):
         for inner in [panel, *panel.get("panels", [])]:
             for query in inner.get("targets", []):
-                kind = "sql" if "rawSql" in query else "prometheus"
+                kind = "api" if "url_options" in query else "prometheus"
                 yield Target(name, inner.get("title", ""), kind, query, variables)
 
 

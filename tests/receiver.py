@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -22,11 +23,13 @@ def free_port() -> int:
 
 
 class Receiver:
-    """`llmtally serve` with `store` and extra llmtally.yaml settings."""
+    """`llmtally serve` with `store` and extra llmtally.yaml settings; with `https` (the client's TLS context: the CA
+    to trust, a client certificate for mTLS) its HTTP port is reached over TLS."""
 
-    def __init__(self, workdir: Path, store: str, **settings: Any) -> None:
+    def __init__(self, workdir: Path, store: str, *, https: ssl.SSLContext | None = None, **settings: Any) -> None:
         self.workdir = workdir
         self.store = store
+        self.https = https
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.settings = settings
@@ -39,7 +42,11 @@ class Receiver:
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{'https' if self.https else 'http'}://127.0.0.1:{self.http_port}"
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        """GET `path` on the HTTP port (over TLS when the receiver has it)."""
+        return httpx.get(f"{self.http_url}{path}", verify=self.https or True, **{"timeout": 10, **kwargs})
 
     def start(self, timeout: float = 30.0) -> Receiver:
         config = {
@@ -63,7 +70,7 @@ class Receiver:
             if self.process.poll() is not None:
                 raise RuntimeError(f"llmtally serve exited {self.process.returncode}: {self.log.read_text()}")
             try:
-                if httpx.get(f"{self.http_url}/readyz", timeout=1).status_code == 200:
+                if self.get("/readyz", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -84,7 +91,7 @@ class Receiver:
         return code
 
     def metrics(self) -> str:
-        return httpx.get(f"{self.http_url}/metrics", timeout=10).text
+        return self.get("/metrics").text
 
 
 def metric_sum(exposition: str, name: str, **labels: str) -> float:

@@ -1,6 +1,7 @@
 """The alert rules and the Alertmanager example of alert-rules/: `promtool check rules` and `promtool test rules`,
 `amtool check-config` and every route case of alert-rules/tests/routes.yml, the inhibitions on a real Alertmanager,
-and the rules' conventions (severity, annotations, runbook anchors in the README, every threshold key used).
+and the rules' conventions (severity and family, annotations, runbook anchors in the README, every threshold key
+used, the environment kept, the scrape job name in the receiver-down rules only).
 A missing binary fails the test with the way to install it."""
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from llmtally.exporter.budgets.config import DEFAULT_THRESHOLDS
 RULES = Path(__file__).resolve().parent.parent / "alert-rules"
 CONFIG = RULES / "alertmanager.yml"
 README = RULES / "README.md"
-SEVERITIES = {"low", "medium", "high", "critical"}
+SEVERITIES = {"info", "warning", "critical"}
+FAMILY = re.compile(r"[a-z][a-z0-9_]*")
 RUNBOOK = "https://github.com/llmtally/llmtally/blob/main/alert-rules/README.md#"
 THRESHOLD = re.compile(r'completion_alert_threshold\{alert="([^"]*)"\}')
 INSTALL_HINT = "bash scripts/test.sh installs them (Debian packages prometheus and prometheus-alertmanager)"
@@ -67,8 +69,8 @@ def anchors(markdown: str) -> set[str]:
 
 
 def convention_problems(rules: list[dict[str, Any]], readme: str) -> list[str]:
-    """What an alert lacks: an LLM CamelCase name, a severity of the scale, summary and description, and a
-    runbook_url whose anchor is a heading of the README."""
+    """What an alert lacks: an LLM CamelCase name, a severity of the scale, a family (Alertmanager's inhibitions
+    compare it), summary and description, and a runbook_url whose anchor is a heading of the README."""
     problems = []
     headings = anchors(readme)
     for rule in rules:
@@ -79,6 +81,8 @@ def convention_problems(rules: list[dict[str, Any]], readme: str) -> list[str]:
             problems.append(f"{name}: not a CamelCase name with the LLM prefix")
         if rule.get("labels", {}).get("severity") not in SEVERITIES:
             problems.append(f"{name}: severity {rule.get('labels', {}).get('severity')!r} not in {sorted(SEVERITIES)}")
+        if not FAMILY.fullmatch(str(rule.get("labels", {}).get("family", ""))):
+            problems.append(f"{name}: no family label (lower_snake_case)")
         annotations = rule.get("annotations", {})
         for key in ("summary", "description"):
             if not annotations.get(key):
@@ -97,6 +101,27 @@ def threshold_problems(rules: list[dict[str, Any]], keys: set[str]) -> list[str]
     return [f"threshold {k} used by no rule" for k in sorted(keys - used)] + [
         f"unknown threshold {k}" for k in sorted(used - keys)
     ]
+
+
+# Series that carry the environment label: the recording rules' `llmtally:` level and the completion_* counters and
+# histograms. An aggregation over them that drops it would send a staging-only failure without its environment.
+ENVIRONMENT_SOURCES = re.compile(r"\bllmtally:completion_|(?<![:\w])completion_\w+_(?:total|bucket)\b")
+BY_CLAUSE = re.compile(r"\bby\s*\(([^)]*)\)")
+# Rules whose aggregation is deliberately not per environment: the rate-limit gauges are per receiver process.
+PER_INSTANCE = {"llmtally_instance:completion_requests:increase15m"}
+
+
+def scope_problems(rules: list[dict[str, Any]]) -> list[str]:
+    """Every `by (...)` of a rule reading series with an environment keeps `environment`."""
+    problems = []
+    for rule in rules:
+        name = rule.get("alert") or rule.get("record")
+        if name in PER_INSTANCE or not ENVIRONMENT_SOURCES.search(rule["expr"]):
+            continue
+        for clause in BY_CLAUSE.findall(rule["expr"]):
+            if "environment" not in {label.strip() for label in clause.split(",")}:
+                problems.append(f"{name}: by ({clause}) drops environment")
+    return problems
 
 
 # --- promtool ------------------------------------------------------------------------------------------------------
@@ -132,6 +157,17 @@ def test_conventions():
     assert convention_problems(load_rules(), README.read_text()) == []
 
 
+def test_every_aggregation_keeps_the_environment():
+    assert scope_problems(load_rules()) == []
+
+
+def test_the_scrape_job_name_is_only_in_the_receiver_down_rules():
+    """The new-series logic matches `up` by job and instance, and LLMIngestionStalled needs no `up` at all: only the
+    rules that must find the receivers' targets name the scrape job."""
+    naming = {r.get("alert") or r.get("record") for r in load_rules() if "job=" in r["expr"]}
+    assert naming == {"LLMReceiverDown", "LLMAllReceiversDown"}
+
+
 def test_every_threshold_key_is_used():
     assert threshold_problems(load_rules(), set(DEFAULT_THRESHOLDS)) == []
 
@@ -143,14 +179,17 @@ def test_the_checks_find_a_broken_rule():
     broken = {
         **alert,
         "alert": "dailySpend",
-        "labels": {"severity": "warning"},
+        "labels": {"severity": "high"},
         "annotations": {"runbook_url": RUNBOOK + "no-such-section"},
         "expr": alert["expr"].replace("spend_daily_medium_usd", "spend_daily_typo_usd"),
     }
     others = [r for r in rules if r.get("alert") != "LLMDailySpendMedium"]
     problems = convention_problems([broken], README.read_text())
-    assert len(problems) == 5, problems  # name, severity, summary, description, anchor
+    assert len(problems) == 6, problems  # name, severity, family, summary, description, anchor
     assert "no-such-section" in problems[-1]
+    errors = next(r for r in rules if r.get("alert") == "LLMErrorRateHigh")
+    per_model = {**errors, "expr": errors["expr"].replace("by (environment, provider, model)", "by (provider, model)")}
+    assert scope_problems([per_model]) == ["LLMErrorRateHigh: by (provider, model) drops environment"] * 2
     assert threshold_problems([*others, broken], set(DEFAULT_THRESHOLDS)) == ["unknown threshold spend_daily_typo_usd"]
     assert threshold_problems(others, set(DEFAULT_THRESHOLDS)) == []  # the high and critical rules use the key too
     without = [r for r in rules if r.get("alert") != "LLMSpendSpike"]
@@ -199,63 +238,102 @@ def test_every_route_has_a_case():
     assert {r["name"] for r in config["receivers"]} - answered == set()
 
 
+def test_every_severity_of_the_rules_has_a_route():
+    """A production alert of each severity the rules use reaches a receiver of its own, not the default one."""
+    for severity in sorted({labels["severity"] for labels in RULE_LABELS.values()}):
+        labels = ["alertname=LLMAnything", f"severity={severity}", "environment=prod"]
+        result = run(tool("amtool"), "config", "routes", "test", f"--config.file={CONFIG}", *labels)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.strip() not in ("", "llmtally-default"), (severity, result.stdout)
+
+
 # --- inhibitions on a real Alertmanager ----------------------------------------------------------------------------
 
 
-def alert(name: str, severity: str, **scope: str) -> dict[str, str]:
-    return {"alertname": name, "severity": severity, **scope}
+RULE_LABELS = {r["alert"]: r.get("labels", {}) for r in load_rules() if "alert" in r}
+
+
+def alert(name: str, **scope: str) -> dict[str, str]:
+    """The labels alert `name` carries: its rule's severity and family, and `scope`."""
+    return {"alertname": name, **RULE_LABELS[name], **scope}
+
+
+def prod(**scope: str) -> dict[str, str]:
+    return {"environment": "prod", **scope}
 
 
 # (source, target, whether the target is inhibited): every case has scope values of its own.
 INHIBITIONS = [
-    (alert("LLMBudgetExceeded", "critical", budget="b1"), alert("LLMBudget90Percent", "high", budget="b1"), True),
-    (alert("LLMBudgetExceeded", "critical", budget="b2"), alert("LLMBudget75Percent", "medium", budget="b2"), True),
-    (alert("LLMBudget90Percent", "high", budget="b3"), alert("LLMBudget75Percent", "medium", budget="b3"), True),
-    (alert("LLMBudgetExceeded", "critical", budget="b4"), alert("LLMBudget75Percent", "medium", budget="b5"), False),
-    (alert("LLMBudget75Percent", "medium", budget="b6"), alert("LLMBudget90Percent", "high", budget="b6"), False),
+    # Budgets: 100 % silences 90 %, 75 % and the forecast; 90 % silences 75 %; never across budgets or upwards.
+    (alert("LLMBudgetExceeded", budget="b1"), alert("LLMBudget90Percent", budget="b1"), True),
+    (alert("LLMBudgetExceeded", budget="b2"), alert("LLMBudget75Percent", budget="b2"), True),
+    (alert("LLMBudgetExceeded", budget="b9"), alert("LLMBudgetForecastBreach", budget="b9"), True),
+    (alert("LLMBudget90Percent", budget="b3"), alert("LLMBudget75Percent", budget="b3"), True),
+    (alert("LLMBudgetExceeded", budget="b4"), alert("LLMBudget75Percent", budget="b5"), False),
+    (alert("LLMBudget75Percent", budget="b6"), alert("LLMBudget90Percent", budget="b6"), False),
+    # Daily spend: critical > warning > info in one environment; not across environments or the total.
+    (alert("LLMDailySpendCritical", environment="e1"), alert("LLMDailySpendHigh", environment="e1"), True),
+    (alert("LLMDailySpendCritical", environment="e2"), alert("LLMDailySpendMedium", environment="e2"), True),
+    (alert("LLMDailySpendHigh", environment="e3"), alert("LLMDailySpendMedium", environment="e3"), True),
+    (alert("LLMDailySpendCritical", environment="e4"), alert("LLMDailySpendMedium", environment="e5"), False),
+    (alert("LLMDailySpendTotalCritical"), alert("LLMDailySpendTotalMedium"), True),
+    (alert("LLMDailySpendTotalHigh"), alert("LLMDailySpendHigh", environment="e6"), False),
+    # Error rates: critical silences warning of the same environment, provider and model only.
     (
-        alert("LLMDailySpendCritical", "critical", environment="e1"),
-        alert("LLMDailySpendHigh", "high", environment="e1"),
+        alert("LLMErrorRateCritical", **prod(provider="p1", model="m1")),
+        alert("LLMErrorRateHigh", **prod(provider="p1", model="m1")),
         True,
     ),
     (
-        alert("LLMDailySpendCritical", "critical", environment="e2"),
-        alert("LLMDailySpendMedium", "medium", environment="e2"),
-        True,
-    ),
-    (
-        alert("LLMDailySpendHigh", "high", environment="e3"),
-        alert("LLMDailySpendMedium", "medium", environment="e3"),
-        True,
-    ),
-    (
-        alert("LLMDailySpendCritical", "critical", environment="e4"),
-        alert("LLMDailySpendMedium", "medium", environment="e5"),
-        False,
-    ),
-    (alert("LLMDailySpendTotalCritical", "critical"), alert("LLMDailySpendTotalMedium", "medium"), True),
-    (
-        alert("LLMErrorRateCritical", "critical", provider="p1", model="m1"),
-        alert("LLMErrorRateHigh", "high", provider="p1", model="m1"),
-        True,
-    ),
-    (
-        alert("LLMErrorRateFastBurn", "critical", provider="p2", model="m1"),
-        alert("LLMErrorRateHigh", "high", provider="p2", model="m1"),
-        True,
-    ),
-    (
-        alert("LLMErrorRateCritical", "critical", provider="p3", model="m1"),
-        alert("LLMErrorRateHigh", "high", provider="p3", model="m2"),
+        alert("LLMErrorRateCritical", **prod(provider="p3", model="m1")),
+        alert("LLMErrorRateHigh", **prod(provider="p3", model="m2")),
         False,
     ),
     (
-        alert("LLMProviderDown", "critical", provider="p4"),
-        alert("LLMModelDown", "critical", provider="p4", model="m1"),
+        alert("LLMErrorRateCritical", environment="staging", provider="p2", model="m1"),
+        alert("LLMErrorRateHigh", **prod(provider="p2", model="m1")),
+        False,
+    ),
+    # Another family of the same scope is not silenced.
+    (
+        alert("LLMErrorRateCritical", **prod(provider="p8", model="m1")),
+        alert("LLMLatencyP95High", **prod(provider="p8", model="m1")),
+        False,
+    ),
+    # Provider down silences its models down and error rates; model down its error rates.
+    (alert("LLMProviderDown", **prod(provider="p4")), alert("LLMModelDown", **prod(provider="p4", model="m1")), True),
+    (
+        alert("LLMProviderDown", **prod(provider="p9")),
+        alert("LLMErrorRateCritical", **prod(provider="p9", model="m1")),
         True,
     ),
-    (alert("LLMCreditExhausted", "critical", provider="p5"), alert("LLMCreditLow", "high", provider="p5"), True),
-    (alert("LLMCreditExhausted", "critical", provider="p6"), alert("LLMCreditLow", "high", provider="p7"), False),
+    (
+        alert("LLMModelDown", **prod(provider="p10", model="m1")),
+        alert("LLMErrorRateHigh", **prod(provider="p10", model="m1")),
+        True,
+    ),
+    (
+        alert("LLMModelDown", **prod(provider="p11", model="m1")),
+        alert("LLMErrorRateHigh", **prod(provider="p11", model="m2")),
+        False,
+    ),
+    # Credits.
+    (alert("LLMCreditExhausted", provider="p5"), alert("LLMCreditLow", provider="p5"), True),
+    (alert("LLMCreditExhausted", provider="p6"), alert("LLMCreditLow", provider="p7"), False),
+    # Receivers: all down silences each one down of the same job.
+    (alert("LLMAllReceiversDown", job="j1"), alert("LLMReceiverDown", job="j1", instance="r1"), True),
+    (alert("LLMAllReceiversDown", job="j2"), alert("LLMReceiverDown", job="j3", instance="r1"), False),
+    # Alerts of other rule sets sharing the Alertmanager neither silence nor get silenced, even with a family label.
+    (
+        {"alertname": "NodeDown", "severity": "critical", "family": "receiver_down", "instance": "r9"},
+        alert("LLMReceiverDown", job="j5", instance="r9"),
+        False,
+    ),
+    (
+        alert("LLMCreditExhausted", provider="p12"),
+        {"alertname": "BillingLow", "severity": "warning", "family": "credit", "provider": "p12"},
+        False,
+    ),
 ]
 
 

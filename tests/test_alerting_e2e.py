@@ -3,7 +3,10 @@
 then PostgreSQL); a real Prometheus scrapes it and evaluates a copy of `alert-rules/*.rules.yml` (every `for:`
 shortened); a real Alertmanager routes with a copy of `alert-rules/alertmanager.yml` (webhooks pointed at the test,
 waits shortened) to a webhook receiver run here. The right alerts must arrive with the right labels and values, and
-the inhibited ones must not (while Alertmanager shows them held back by the firing ones)."""
+the inhibited ones must not (while Alertmanager shows them held back by the firing ones). Then the app runs again in
+a staging environment while Prometheus scrapes: the recording rules count those new series exactly as the store does
+(and the records stored before Prometheus started not at all), and staging's critical alert goes to chat, not the
+pager."""
 
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from receiver import Receiver
 RULES = Path(__file__).resolve().parent.parent / "alert-rules"
 DEADLINE = 60.0
 ENVIRONMENT = "prod"
+STAGING = "staging"
 BUDGET: dict[str, Any] = {
     "name": "research-openai",
     "period": "daily",
@@ -56,6 +60,14 @@ INHIBITED = {
     "LLMDailySpendTotalHigh",
     "LLMBudget75Percent",
     "LLMBudget90Percent",
+}
+# Recording rules and the /api/v1/usage totals they must equal.
+RECORDED = {
+    "llmtally:completion_requests:increase1h": "requests",
+    "llmtally:completion_cost_usd:increase1h": "customer_cost_usd",
+    "llmtally:completion_provider_cost_usd:increase1h": "provider_cost_usd",
+    "llmtally:completion_unpriced_requests:increase1h": "unpriced_requests",
+    "llmtally:completion_requests_error:increase1h": "errors",
 }
 SI_PREFIXES = {"": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "m": 1e-3, "u": 1e-6, "\u00b5": 1e-6, "n": 1e-9}
 
@@ -94,9 +106,9 @@ def api(receiver: Receiver, path: str, **params: str) -> Any:
     return answer.json()
 
 
-def stored(receiver: Receiver, requests: int) -> dict[str, Any] | None:
-    """Today's usage once it counts `requests`."""
-    usage = usage_today(receiver, environment=ENVIRONMENT)
+def stored(receiver: Receiver, requests: int, environment: str = ENVIRONMENT) -> dict[str, Any] | None:
+    """Today's usage in `environment` once it counts `requests`."""
+    usage = usage_today(receiver, environment=environment)
     return usage if usage["requests"] == requests else None
 
 
@@ -212,15 +224,45 @@ def test_alerts_reach_the_webhook_and_inhibited_ones_do_not(provider, tmp_path, 
         for key, value in THRESHOLDS.items():
             assert scalar(prometheus, f'max(completion_alert_threshold{{alert="{key}"}})') == value
         assert scalar(prometheus, 'max(completion_alert_threshold{alert="budget_critical_ratio"})') == 1.0  # default
-        recorded = {
-            "llmtally:completion_requests:increase1h": total["requests"],
-            "llmtally:completion_cost_usd:increase1h": total["customer_cost_usd"],
-            "llmtally:completion_provider_cost_usd:increase1h": total["provider_cost_usd"],
-            "llmtally:completion_unpriced_requests:increase1h": total["unpriced_requests"],
-            "llmtally:completion_requests_error:increase24h": total["errors"],
-        }
-        for name, expected in recorded.items():
-            assert scalar(prometheus, f"sum({name})") == pytest.approx(expected, abs=1e-9), name
+        # Prometheus started after those records were stored: its windows count none of them as new (they count what
+        # the receiver stores from now on).
         rules = [r for g in prometheus.rule_groups() for r in g["rules"] if r["type"] == "recording"]
-        assert {r["name"] for r in rules} >= set(recorded)
+        assert {r["name"] for r in rules} >= set(RECORDED)
         assert [r for r in rules if r["health"] != "ok"] == []
+        for name in RECORDED:
+            assert scalar(prometheus, f'sum({name}{{environment="{ENVIRONMENT}"}})') == 0, name
+
+        # Staging: new series born while Prometheus scrapes, counted in full, exactly as the store counts them.
+        run_instrumented_app(
+            provider.base_url,
+            tmp_path,
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
+            LLMTALLY_ENVIRONMENT=STAGING,
+        )
+        staging = wait_for(partial(stored, receiver, APP_CALLS, STAGING), 15, f"staging records stored: {receiver.log}")
+        assert staging["requests"] > 0 and staging["customer_cost_usd"] > 0
+
+        def recorded_like_the_store() -> bool:
+            for name, key in RECORDED.items():
+                found = prometheus.query(f'sum({name}{{environment="{STAGING}"}})')
+                if len(found) != 1 or abs(float(found[0]["value"][1]) - staging[key]) > 1e-9:
+                    return False
+            return True
+
+        wait_for(
+            recorded_like_the_store,
+            DEADLINE,
+            lambda: (
+                f"{staging} recorded: "
+                + str({n: prometheus.query(f'sum({n}{{environment="{STAGING}"}})') for n in RECORDED})
+            ),
+        )
+
+        # Staging's daily spend passes the critical threshold too: that alert carries its environment and goes to
+        # chat (alertmanager.yml's non-production route), never to the pager.
+        wait_for(
+            lambda: webhook.receivers(SPEND, environment=STAGING) == {"llmtally-chat"},
+            DEADLINE,
+            lambda: f"{SPEND} for {STAGING} at the chat receiver\n{logs()}",
+        )
+        assert webhook.receivers(SPEND, environment=ENVIRONMENT) == {"llmtally-pager"}

@@ -264,20 +264,21 @@ def test_usage_by_day_has_every_bucket(api: Api) -> None:
 
 
 def test_usage_filters(api: Api) -> None:
+    quoted = '"' + HYPERLINK.replace('"', '\\"') + '"'  # a value with a comma, in Grafana's doublequote form
     cases: list[tuple[dict[str, str], Callable[[Record], bool]]] = [
         ({"user": "alice"}, lambda r: r.user_id == "alice"),
         ({"provider": "groq"}, lambda r: r.provider == "groq"),
         ({"status": "error"}, lambda r: r.status == "error"),
         ({"status": "success", "provider": "anthropic"}, lambda r: r.status == "success" and r.provider == "anthropic"),
         ({"user": "bob", "model": "gpt-4o"}, lambda r: r.user_id == "bob" and r.request_model == "gpt-4o"),
-        ({"feature": HYPERLINK}, lambda r: r.feature == HYPERLINK),
+        ({"feature": quoted}, lambda r: r.feature == HYPERLINK),
         ({"error_type": "rate_limit"}, lambda r: r.error_type == "rate_limit"),
     ]
     for params, keep in cases:
         matching = [r for r in CURRENT if keep(r)]
         assert matching, params
         report = api.json("/api/v1/usage", range="7d", **params)
-        assert report["filters"] == params
+        assert report["filters"] == {k: HYPERLINK if v == quoted else v for k, v in params.items()}
         assert shown(report["totals"]) == figures(matching), params
     report = api.json("/api/v1/usage", range="7d", user="alice", group_by="model")
     assert {row["model"]: row["requests"] for row in report["rows"]} == {
@@ -586,12 +587,13 @@ TOKENS = [
 
 
 def test_tokens_and_roles_on_every_address(tmp_path: Path) -> None:
-    """With api.tokens, serve listens on every address, and every /api/v1 call needs a token; a member sees only
-    their own requests."""
+    """With api.tokens (and ingest tokens, for OTLP on the same port), serve listens on every address, and every
+    /api/v1 call needs a token; a member sees only their own requests."""
     url = f"sqlite:///{tmp_path}/audit.db"
     write(url, ALL)
     receiver = Receiver(tmp_path, url, api={"tokens": TOKENS})
-    receiver.settings["receiver"] = {"http": f"0.0.0.0:{receiver.http_port}"}
+    ingest = [{"name": "collector", "token": "ingest-token-0123456789abcdef"}]
+    receiver.settings["receiver"] = {"http": f"0.0.0.0:{receiver.http_port}", "ingest_tokens": ingest}
     receiver.start()
     try:
         api = Api(receiver.http_url, url, receiver.log)
@@ -599,7 +601,8 @@ def test_tokens_and_roles_on_every_address(tmp_path: Path) -> None:
         for path in ("/readyz", "/healthz", "/metrics"):
             assert httpx.get(f"{api.url}{path}", timeout=10).status_code == 200, path
 
-        for path in ("/api/v1/usage", "/api/v1/requests", "/api/v1/export", "/api/v1/requests/0000000000000000"):
+        paths = ("/api/v1/usage", "/api/v1/requests", "/api/v1/export", "/api/v1/requests/0000000000000000")
+        for path in (*paths, "/api/v1/openapi.json"):
             response = api.get(path)
             assert response.status_code == 401, path
             assert response.headers["www-authenticate"] == "Bearer"

@@ -410,7 +410,7 @@ def test_api_and_command_serve_the_same_budgets_with_access_rules(store_url: str
             assert refused.status_code == 403, path
             assert "app" in refused.json()["error"]
         assert get(ADMIN, "/api/v1/usage").status_code == 200
-        assert "/api/v1/budgets" in get(None, "/api/v1/openapi.json").json()["paths"]
+        assert "/api/v1/budgets" in get(ADMIN, "/api/v1/openapi.json").json()["paths"]
 
         text = receiver.metrics()
         ratio = metric_sum(text, "completion_budget_utilization_ratio", budget="alice-daily")

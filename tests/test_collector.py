@@ -4,6 +4,9 @@ replicas on one PostgreSQL, one of them killed with SIGKILL and restarted in the
 
 What the app sent is known twice over: the fake provider records every LLM call it answered, and the collector also
 fans the app's spans out to an in-process OTLP sink, whose llmtally span ids are the record ids the store must hold.
+
+The receivers require an ingest token and speak TLS (a throwaway CA): the collector sends the token and trusts the CA
+through the environment variables the shipped files read.
 """
 
 from __future__ import annotations
@@ -26,16 +29,40 @@ from llmtally.exporter.store import open_store
 from otlp_sink import OTLPSink
 from pg_server import PostgresServer
 from receiver import Receiver, metric_sum
+from tls_certs import Authority, Pair
 
 SINGLE = ROOT / "otel-collector-config.yaml"
 BALANCED = ROOT / "otel-collector-loadbalancing.yaml"
 EVERYTHING = (0, 2**63 - 1)
 DEADLINE = 30.0
+INGEST_TOKEN = "collector-ingest-token-0123456789"
 
 
 @pytest.fixture(scope="module")
 def otelcol() -> Path:
     return build_collector()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Authority, Pair]:
+    """A CA and the receivers' certificate (for 127.0.0.1)."""
+    ca = Authority(tmp_path_factory.mktemp("pki"))
+    return ca, ca.issue("receiver", server=True)
+
+
+def secured(workdir: Path, store: str, pki: tuple[Authority, Pair]) -> Receiver:
+    """A receiver that takes OTLP only with INGEST_TOKEN, over TLS."""
+    ca, server = pki
+    settings = {
+        "tls": {"cert_file": str(server.cert), "key_file": str(server.key)},
+        "ingest_tokens": [{"name": "collector", "token": INGEST_TOKEN}],
+    }
+    return Receiver(workdir, store, https=ca.client_context(), receiver=settings)
+
+
+def credentials(pki: tuple[Authority, Pair]) -> dict[str, str]:
+    """The collector's environment for the shipped files: the token, and the CA that signed the receivers."""
+    return {"LLMTALLY_INGEST_TOKEN": INGEST_TOKEN, "LLMTALLY_TLS_CA_FILE": str(pki[0].pair.cert)}
 
 
 # --- validate -----------------------------------------------------------------------------------------------------
@@ -91,14 +118,16 @@ def count_is(url: str, expected: int) -> bool:
 # --- apps -> collector -> one receiver ----------------------------------------------------------------------------
 
 
-def test_app_through_the_shipped_collector_config_is_stored_once(otelcol: Path, provider: Any, tmp_path: Path) -> None:
+def test_app_through_the_shipped_collector_config_is_stored_once(
+    otelcol: Path, provider: Any, tmp_path: Path, pki: tuple[Authority, Pair]
+) -> None:
     url = f"sqlite:///{tmp_path}/audit.db"
-    receiver = Receiver(tmp_path, url)
+    receiver = secured(tmp_path, url, pki)
     with contextlib.ExitStack() as stack, OTLPSink() as sink:
         stack.callback(receiver.stop)
         receiver.start()
         overlay = sink_overlay(tmp_path / "sink.yaml", sink, ["otlp/llmtally"])
-        env = {"LLMTALLY_OTLP_ENDPOINT": f"127.0.0.1:{receiver.grpc_port}"}
+        env = {"LLMTALLY_OTLP_ENDPOINT": f"127.0.0.1:{receiver.grpc_port}", **credentials(pki)}
         collector = Collector(otelcol, tmp_path, [SINGLE, overlay], env)
         stack.callback(collector.stop)
         collector.start()
@@ -114,20 +143,28 @@ def test_app_through_the_shipped_collector_config_is_stored_once(otelcol: Path, 
     assert metric_sum(exposition, "llmtally_receiver_records_stored_total") == APP_CALLS
     assert metric_sum(exposition, "completion_requests_total") == APP_CALLS
     assert metric_sum(exposition, "llmtally_receiver_accepted_total", signal="metric_points") > 0
+    assert metric_sum(exposition, "llmtally_receiver_refused_requests_total", reason="unauthenticated") == 0
 
 
 # --- apps -> collector -> two replicas on one PostgreSQL, one killed and restarted ------------------------------
 
 
 class Prometheus(alerting_stack.Prometheus):
-    """A real Prometheus scraping `targets` every second (no rules, no Alertmanager)."""
+    """A real Prometheus scraping `targets` every second over TLS trusting `ca` (no rules, no Alertmanager)."""
 
-    def __init__(self, workdir: Path, targets: list[str]) -> None:
+    def __init__(self, workdir: Path, targets: list[str], ca: Path) -> None:
         Server.__init__(self, workdir, "prometheus")
         self.config = workdir / "prometheus.yml"
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-            "scrape_configs": [{"job_name": "llmtally", "static_configs": [{"targets": targets}]}],
+            "scrape_configs": [
+                {
+                    "job_name": "llmtally",
+                    "scheme": "https",
+                    "tls_config": {"ca_file": str(ca)},
+                    "static_configs": [{"targets": targets}],
+                }
+            ],
         }
         self.config.write_text(yaml.safe_dump(config))
 
@@ -169,10 +206,10 @@ def in_flight(replicas: list[Receiver]) -> Receiver | None:
 
 
 def test_two_replicas_lose_nothing_when_one_is_killed_mid_run(
-    otelcol: Path, provider: Any, tmp_path: Path, pg_server: PostgresServer
+    otelcol: Path, provider: Any, tmp_path: Path, pg_server: PostgresServer, pki: tuple[Authority, Pair]
 ) -> None:
     dsn = pg_server.create_database()
-    replicas = [Receiver(tmp_path, dsn), Receiver(tmp_path, dsn)]
+    replicas = [secured(tmp_path, dsn, pki), secured(tmp_path, dsn, pki)]
     runs = 4
     expected = runs * APP_CALLS
     both = "sum(completion_requests_total)"
@@ -181,12 +218,12 @@ def test_two_replicas_lose_nothing_when_one_is_killed_mid_run(
         for replica in replicas:
             stack.callback(replica.stop)
             replica.start()
-        prometheus = Prometheus(tmp_path, [f"127.0.0.1:{r.http_port}" for r in replicas])
+        prometheus = Prometheus(tmp_path, [f"127.0.0.1:{r.http_port}" for r in replicas], pki[0].pair.cert)
         stack.callback(prometheus.stop)
         prometheus.start()
         config = balanced_config(tmp_path / "balanced.yaml", replicas)
         overlay = sink_overlay(tmp_path / "sink.yaml", sink, ["loadbalancing/llmtally"])
-        collector = Collector(otelcol, tmp_path, [config, overlay])
+        collector = Collector(otelcol, tmp_path, [config, overlay], credentials(pki))
         stack.callback(collector.stop)
         collector.start()
 

@@ -167,7 +167,9 @@ def test_a_genai_span_without_a_span_id_is_rejected_with_a_reason():
     assert found.records == [] and found.rejected == 1 and "span id" in found.message
 
 
-def test_one_call_seen_by_two_instrumentations_is_one_record():
+def test_nested_spans_of_two_instrumentations_keep_their_parentage_for_the_store():
+    """Normalising keeps both layers of one call with their parent span ids; the store makes them one record
+    (tests/test_dedup.py)."""
     outer = _span(
         "opentelemetry.instrumentation.openai.v1",
         {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o", "gen_ai.usage.prompt_tokens": 10},
@@ -180,8 +182,10 @@ def test_one_call_seen_by_two_instrumentations_is_one_record():
     child.span_id = b"\x03" * 8
     child.parent_span_id = b"\x02" * 8  # the OpenLLMetry span wraps ours
     outer.resource_spans.append(inner.resource_spans[0])
-    (record,) = otlp.from_traces(outer).records
-    assert record.source == "llmtally" and record.record_id == "03" * 8
+    records = {r.source: r for r in otlp.from_traces(outer).records}
+    assert set(records) == {"openllmetry", "llmtally"}
+    assert records["llmtally"].record_id == "03" * 8
+    assert records["llmtally"].parent_span_id == records["openllmetry"].record_id == "02" * 8
 
 
 def test_1h_cache_writes_and_speed_are_read_and_kept_within_their_total():

@@ -1,5 +1,7 @@
-"""`pip install .` builds a wheel with the mapped layout and the entry points the launcher loads; the app's install
-(`pip install llmtally`) brings none of the receiver's dependencies, which come with `llmtally[serve]`."""
+"""`pip install .` builds a wheel with the mapped layout, the entry points the launcher loads and the stack files
+(dashboards, provisioning, rules, alertmanager.yml, Prometheus and collector configs, the compose template); the app's
+install (`pip install llmtally`) brings none of the receiver's dependencies, which come with `llmtally[serve]`, and
+`llmtally bundle` from an installed `llmtally[serve]` writes a valid stack (tests/bundle_checks.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
+from bundle_checks import check_bundle, compose_schema
+from collector import build_collector
 from llmtally.cli import SERVE_MODULES
 from llmtally.demo.app import APP_CALLS
 from otlp_sink import OTLPSink
@@ -167,7 +172,7 @@ def test_the_commands_ask_for_the_serve_extra(app_venv, tmp_path):
     command = str(app_venv.with_name("llmtally"))
     version = subprocess.run([command, "--version"], capture_output=True, text=True, timeout=30)
     assert version.returncode == 0 and version.stdout.startswith("llmtally "), version.stderr
-    for args in (["serve"], ["usage"], ["demo"]):
+    for args in (["serve"], ["usage"], ["demo"], ["bundle", "stack"]):
         run = subprocess.run([command, *args], capture_output=True, text=True, cwd=tmp_path, timeout=30)
         assert run.returncode == 1, (args, run.stdout, run.stderr)
         assert "pip install 'llmtally[serve]'" in run.stderr, run.stderr
@@ -185,6 +190,8 @@ def test_wheel_has_the_packages_and_entry_points(wheel):
         "llmtally/instrumentation/anthropic/__init__.py",
         "llmtally/instrumentation/transport/httpx.py",
         "llmtally/exporter/__init__.py",
+        "llmtally/commands/bundle.py",
+        "llmtally/commands/stack.py",
         "llmtally/py.typed",
     ):
         assert module in names, module
@@ -220,3 +227,100 @@ def test_demo_command_runs_end_to_end(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"stored: {APP_CALLS} records" in run.stdout
     assert "completion_requests_total{" in run.stdout
+
+
+# --- the stack files and `llmtally bundle` from the installed wheel ------------------------------------------------
+
+# What ships, by its path in the repository (the one copy): everything in these folders, nothing else of them.
+STACK = (
+    "grafana-dashboards/docker-compose.yml",
+    "grafana-dashboards/prometheus.yml",
+    "grafana-dashboards/dashboards/*.json",
+    "grafana-dashboards/provisioning/*/*",
+    "alert-rules/*.rules.yml",
+    "alert-rules/alertmanager.yml",
+    "otel-collector-config.yaml",
+    "otel-collector-loadbalancing.yaml",
+)
+
+
+def test_wheel_has_the_stack_files(wheel):
+    """Each stack file of the repository is in the wheel under llmtally/stack/, byte for byte, and nothing else is
+    (no build.py, schema check, rule tests or README)."""
+    archive = zipfile.ZipFile(wheel)
+    shipped = {n.removeprefix("llmtally/stack/"): n for n in archive.namelist() if n.startswith("llmtally/stack/")}
+    expected = {str(p.relative_to(ROOT)) for pattern in STACK for p in ROOT.glob(pattern) if p.is_file()}
+    assert {"grafana-dashboards/dashboards/overview.json", "alert-rules/alertmanager.yml"} <= expected
+    assert set(shipped) == expected
+    for path in expected:
+        assert archive.read(shipped[path]) == (ROOT / path).read_bytes(), path
+
+
+@pytest.fixture(scope="module")
+def serve_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with `pip install 'llmtally[serve]'` from the wheel (dependencies from PyPI). Returns its
+    `llmtally` command."""
+    venv = tmp_path_factory.mktemp("serve-venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q"]
+    subprocess.run([*pip, f"{wheel}[serve]"], check=True, capture_output=True, timeout=600)
+    return venv / "bin" / "llmtally"
+
+
+@pytest.fixture(scope="module")
+def compose_spec() -> dict:
+    return compose_schema()
+
+
+@pytest.fixture(scope="module")
+def otelcol() -> Path:
+    return build_collector()
+
+
+def _bundle(command: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMTALLY_")}
+    return subprocess.run(
+        [str(command), "bundle", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+    )
+
+
+def _tokens(out: str) -> dict[str, str]:
+    return dict(re.findall(r"export (LLMTALLY_\w+_TOKEN)=(\S+)", out))
+
+
+def test_bundle_from_the_installed_wheel_is_valid(serve_venv, tmp_path, compose_spec, otelcol):
+    run = _bundle(serve_venv, tmp_path, "stack")
+    assert run.returncode == 0, run.stderr
+    check_bundle(tmp_path / "stack", compose_spec, otelcol, _tokens(run.stdout))
+    dashboards = sorted(p.name for p in (tmp_path / "stack" / "grafana" / "dashboards").glob("*.json"))
+    assert dashboards == sorted(p.name for p in (ROOT / "grafana-dashboards" / "dashboards").glob("*.json"))
+
+
+def test_bundle_from_the_installed_wheel_applies_llmtally_yaml(serve_venv, tmp_path):
+    (tmp_path / "llmtally.yaml").write_text(
+        "receiver:\n  otlp_grpc: 127.0.0.1:5500\n  http: 127.0.0.1:9500\n"
+        "alerts:\n  thresholds:\n    spend_daily_high_usd: 40\n"
+    )
+    run = _bundle(serve_venv, tmp_path, "stack", "--config", "llmtally.yaml")
+    assert run.returncode == 0, run.stderr
+    stack = tmp_path / "stack"
+    compose = yaml.safe_load((stack / "compose.yaml").read_text())
+    assert compose["services"]["collector"]["environment"]["LLMTALLY_OTLP_ENDPOINT"] == "llmtally:5500"
+    assert compose["services"]["grafana"]["environment"]["LLMTALLY_API_URL"] == "http://llmtally:9500"
+    prometheus = yaml.safe_load((stack / "prometheus" / "prometheus.yml").read_text())
+    assert prometheus["scrape_configs"][0]["static_configs"] == [{"targets": ["llmtally:9500"]}]
+    served = yaml.safe_load((stack / "llmtally" / "llmtally.yaml").read_text())
+    assert served["receiver"]["http"] == "0.0.0.0:9500"
+    assert served["alerts"]["thresholds"] == {"spend_daily_high_usd": 40}
+    assert "| `spend_daily_high_usd` | 40 |" in (stack / "README.md").read_text()
+
+
+def test_bundle_from_the_installed_wheel_refuses_to_overwrite(serve_venv, tmp_path):
+    assert _bundle(serve_venv, tmp_path, "stack").returncode == 0
+    before = (tmp_path / "stack" / "llmtally" / "llmtally.yaml").read_text()
+    again = _bundle(serve_venv, tmp_path, "stack")
+    assert again.returncode == 1 and "--force" in again.stderr, again.stderr
+    assert (tmp_path / "stack" / "llmtally" / "llmtally.yaml").read_text() == before
+    forced = _bundle(serve_venv, tmp_path, "stack", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert (tmp_path / "stack" / "llmtally" / "llmtally.yaml").read_text() != before  # new tokens, new hashes

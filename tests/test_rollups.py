@@ -16,6 +16,7 @@ import pytest
 from test_store_queries import (
     ADDED_BY_5,
     ADDED_BY_6,
+    ADDED_BY_7,
     D1,
     MINUTE,
     assert_rollups,
@@ -122,7 +123,7 @@ def write_as_schema_3(store: SQLStore, records: Sequence[Record]) -> None:
     """Writes records and full rollup rows as the code of schema 3 did (it had no narrow rollups)."""
     p = store.placeholder
     hourly = rollup.aggregate(records)
-    columns, rows = old_rows(records, (*ADDED_BY_5, *ADDED_BY_6))
+    columns, rows = old_rows(records, (*ADDED_BY_5, *ADDED_BY_6, *ADDED_BY_7))
     with store._transaction() as tx:
         tx.many(f"INSERT INTO completion_records ({', '.join(columns)}) VALUES ({', '.join([p] * len(columns))})", rows)
         for table in (rollup.HOURLY, rollup.DAILY):
@@ -143,7 +144,7 @@ def test_migration_4_backfills_the_narrow_rollups(store_url: str, monkeypatch: p
 
     with open_store(store_url) as store:
         assert isinstance(store, SQLStore)
-        assert store.schema_versions() == [1, 2, 3, 4, 5, 6]
+        assert store.schema_versions() == [1, 2, 3, 4, 5, 6, 7]
         assert_rollups(store, old, T0 - DAY, T0 + 5 * DAY)
         assert_answers(store, old)
         new = varied(200, 5000, seed=6)

@@ -252,6 +252,7 @@ def untiered(records: list[Record]) -> list[Record]:
 
 ADDED_BY_5 = ("cache_write_1h_tokens", "speed", "input_audio_tokens", "output_audio_tokens", "web_searches")
 ADDED_BY_6 = ("units",)
+ADDED_BY_7 = ("parent_span_id", "seen_by")
 
 
 def old_rows(records: Sequence[Record], dropped: Sequence[str]) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -267,7 +268,7 @@ def write_before_v3(store: SQLStore, records: list[Record], rollups: Sequence[ro
     """Writes records and rollup rows the way the code before migration 3 did: no `service_tier` column on the
     records, none in the rollup key (the records have no tier, so dropping it from the key merges nothing)."""
     p = store.placeholder
-    columns, rows = old_rows(records, ("service_tier", *ADDED_BY_5, *ADDED_BY_6))
+    columns, rows = old_rows(records, ("service_tier", *ADDED_BY_5, *ADDED_BY_6, *ADDED_BY_7))
     key = 1 + rollup.DIMENSIONS.index("service_tier")
     hourly = rollup.aggregate(records)
     with store._transaction() as tx:
@@ -296,7 +297,7 @@ def test_migration_backfills_the_daily_rollup(store_url: str, monkeypatch: pytes
 
     with open_store(store_url) as store:
         assert isinstance(store, SQLStore)
-        assert store.schema_versions() == [1, 2, 3, 4, 5, 6]
+        assert store.schema_versions() == [1, 2, 3, 4, 5, 6, 7]
         assert_rollups(store, old, T0, T0 + 4 * DAY)
         for group_by in ([], ["day"], ["user_id", "day"], ["request_model"]):
             assert_usage(store, old, group_by, T0, T0 + 4 * DAY)
@@ -328,7 +329,7 @@ def test_migration_adds_the_service_tier_to_records_and_rollups(store_url: str, 
 
     with open_store(store_url) as store:
         assert isinstance(store, SQLStore)
-        assert store.schema_versions() == [1, 2, 3, 4, 5, 6]
+        assert store.schema_versions() == [1, 2, 3, 4, 5, 6, 7]
         assert store.get(old[0].record_id) == old[0]
         assert_rollups(store, old, T0, T0 + 4 * DAY)
         for group_by in ([], ["day"], ["service_tier", "day"], [*DIMENSIONS, "hour"]):

@@ -30,7 +30,8 @@ def workers():
 
 def test_workers_prepare_what_the_receiving_thread_would(workers):
     body = audit_logs(20, model="gpt-4o").SerializeToString()
-    found, points = workers.prepare("logs", body, "10.0.0.7")
+    sent = workers.prepare("logs", body, "10.0.0.7")
+    found, points = sent.normalised(), sent.points
     here, _ = prepare("logs", body, "10.0.0.7", Pricer(PricingConfig.from_dict({"markup": "0.25"})))
     assert points == 0 and found.rejected == 0
     assert len(found.records) == 20
@@ -42,7 +43,7 @@ def test_workers_prepare_what_the_receiving_thread_would(workers):
 def test_workers_raise_malformed_for_bytes_that_are_no_request(workers):
     with pytest.raises(Malformed, match="not a protobuf ExportLogsServiceRequest"):
         workers.prepare("logs", b"\x0a\xff\xff\xff garbage", None)
-    assert len(workers.prepare("logs", audit_logs(2).SerializeToString(), None)[0].records) == 2
+    assert len(workers.prepare("logs", audit_logs(2).SerializeToString(), None).normalised().records) == 2
 
 
 def _children(pid: int) -> list[int]:

@@ -37,14 +37,13 @@ def _counted(records: Iterable[Record], advance: Advance) -> Iterator[Record]:
 
 def export(args: argparse.Namespace) -> int:
     span, filters = asked(args)
-    selection = filters.selection(span)
     with open_from(args) as store:
-        total = store.count_matching(selection) if args.output else None
+        total = filters.count(store, span) if args.output else None
         out: TextIO = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout  # noqa: SIM115
         try:
             with _bar(bool(args.output), f"exporting {args.format}", total) as advance:
                 for chunk in exports.stream(
-                    _counted(store.iter_records(selection), advance), args.format, args.payloads
+                    _counted(filters.records(store, span), advance), args.format, args.payloads
                 ):
                     out.write(chunk)
         finally:

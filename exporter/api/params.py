@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from ..store.rollup import DAY_NS, HOUR_NS
-from ..store.select import STATUSES, Selection
+from ..normalise.record import Record
+from ..store import Store, UsageRow
+from ..store.rollup import DAY_NS, HOUR_NS, SUMS
+from ..store.select import STATUSES, Cursor, Selection
 
 RangeName = Literal["today", "24h", "7d", "30d", "custom"]
 RANGES: tuple[str, ...] = get_args(RangeName)
@@ -120,44 +124,199 @@ def time_range(
     return TimeRange("custom", begin, finish)
 
 
+ANY = ".*"
+"""A filter value that means any value: Grafana's All (the dashboards' custom all value, the regex that matches
+everything), like an empty value."""
+MAX_COMBINATIONS = 256  # value combinations one request-log page or export may read (one indexed query each)
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def values_of(given: str | Sequence[str] | None) -> tuple[str, ...]:
+    """One filter's values: each occurrence of the parameter is a comma-separated list, or a list of double-quoted
+    values (Grafana's doublequote format, `"a","b"`, with `\\"` for a quote inside) for values that hold a comma.
+    Empty items are dropped, and so is every value when one is `.*` (Grafana's All): no values left means no filter.
+    Duplicates are dropped, the order kept."""
+    occurrences = [given] if isinstance(given, str) else list(given or ())
+    found: list[str] = []
+    for text in occurrences:
+        stripped = text.strip()
+        found.extend(_quoted_list(stripped) if stripped.startswith('"') else (i.strip() for i in text.split(",")))
+    if ANY in found:
+        return ()
+    return tuple(dict.fromkeys(item for item in found if item))
+
+
+def _quoted_list(text: str) -> list[str]:
+    items, at = [], 0
+    while at < len(text):
+        match = _QUOTED.match(text, at)
+        if match is None:
+            raise QueryError(f'a quoted filter value list must look like "a","b", not {text!r}')
+        items.append(re.sub(r'\\"', '"', match.group(1)))
+        at = match.end()
+        if at < len(text):
+            if text[at] != ",":
+                raise QueryError(f'a quoted filter value list must look like "a","b", not {text!r}')
+            at += 1
+    return items
+
+
 @dataclass(frozen=True)
 class Filters:
-    """Equality filters by public name (see FILTERS) and a status."""
+    """Filters by public name (see FILTERS): each names one or more accepted values (a record matches one of them);
+    and the accepted statuses. A filter not given (or given empty, or as `.*`) accepts any value."""
 
-    equal: Mapping[str, str] = field(default_factory=dict)
-    status: str | None = None
+    equal: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    status: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # A single value may be given as a string.
+        equal = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in self.equal.items()}
+        object.__setattr__(self, "equal", {k: v for k, v in equal.items() if v})
+        status = self.status
+        object.__setattr__(self, "status", (status,) if isinstance(status, str) else tuple(status or ()))
 
     @classmethod
-    def parse(cls, values: Mapping[str, str | None], statuses: tuple[str, ...] = LOG_STATUSES) -> Filters:
+    def parse(
+        cls, values: Mapping[str, str | Sequence[str] | None], statuses: tuple[str, ...] = LOG_STATUSES
+    ) -> Filters:
+        """Checks the filters of an API call or a command: each a string or a list of strings (repeated
+        parameters), see `values_of`."""
         given = {k: v for k, v in values.items() if v is not None and k != "status"}
         unknown = [k for k in given if k not in FILTERS]
         if unknown:
             raise QueryError(f"unknown filter(s) {', '.join(unknown)}; known: {', '.join(FILTERS)}")
-        with_nul = [k for k, v in given.items() if "\x00" in v]  # PostgreSQL refuses them in text parameters
+        parsed = {k: values_of(v) for k, v in given.items()}
+        with_nul = [k for k, v in parsed.items() if any("\x00" in item for item in v)]  # PostgreSQL refuses them
         if with_nul:
             raise QueryError(f"{', '.join(with_nul)} must not contain NUL characters")
-        status = values.get("status")
-        if status is not None and status not in statuses:
-            raise QueryError(f"status must be one of {', '.join(statuses)}, not {status!r}")
-        return cls(given, status)
+        status = values_of(values.get("status"))
+        wrong = [s for s in status if s not in statuses]
+        if wrong:
+            raise QueryError(f"status must be one of {', '.join(statuses)}, not {', '.join(map(repr, wrong))}")
+        if set(USAGE_STATUSES) <= set(status):
+            status = ()  # success or error: every record
+        return cls(parsed, status)
 
     def with_user(self, user: str) -> Filters:
-        return Filters({**self.equal, "user": user}, self.status)
+        return Filters({**self.equal, "user": (user,)}, self.status)
 
-    def columns(self) -> dict[str, str]:
-        """Store column -> value (for rollup queries; status only as success/error)."""
-        out = {FILTERS[k]: v for k, v in self.equal.items()}
-        if self.status is not None:
-            out["status"] = self.status
+    def single(self) -> dict[str, str]:
+        """Store column -> value of the filters with one value (status only as success/error)."""
+        out = {FILTERS[k]: v[0] for k, v in self.equal.items() if len(v) == 1}
+        if len(self.status) == 1 and self.status[0] in USAGE_STATUSES:
+            out["status"] = self.status[0]
         return out
 
-    def selection(self, span: TimeRange) -> Selection:
-        return Selection(span.start_ns, span.end_ns, {FILTERS[k]: v for k, v in self.equal.items()}, self.status)
+    def several(self) -> dict[str, frozenset[str]]:
+        """Store column -> values of the filters with several values (status too)."""
+        out = {FILTERS[k]: frozenset(v) for k, v in self.equal.items() if len(v) > 1}
+        if len(self.status) > 1:
+            out["status"] = frozenset(self.status)
+        return out
 
-    def as_json(self) -> dict[str, str]:
-        out = dict(self.equal)
-        if self.status is not None:
-            out["status"] = self.status
+    def columns(self) -> dict[str, str]:
+        """Store column -> value (for rollup queries; status only as success/error). Only for filters with one value
+        each: `usage` reads any."""
+        if self.several():
+            raise ValueError("columns() takes one value per filter: use usage()")
+        return self.single()
+
+    def usage(
+        self, store: Store, group_by: Sequence[str], start_ns: int, end_ns: int, extra: Mapping[str, str] | None = None
+    ) -> list[UsageRow]:
+        """`store.usage` with these filters (and `extra` column -> value ones): a filter with one value is the
+        store's; one with several is grouped by, its rows kept when they hold one of the values, then summed back
+        to `group_by`. One query either way."""
+        single = {**self.single(), **(extra or {})}
+        several = {c: v for c, v in self.several().items() if c not in single}
+        if not several:
+            return store.usage(group_by, start_ns, end_ns, single)
+        wider = [*group_by, *(c for c in several if c not in group_by)]
+        rows = store.usage(wider, start_ns, end_ns, single)
+        kept = [row for row in rows if all(str(row[c]) in values for c, values in several.items())]
+        if len(wider) == len(group_by):
+            return kept
+        sums: dict[tuple[Any, ...], UsageRow] = {}
+        for row in kept:
+            key = tuple(row[g] for g in group_by)
+            total = sums.get(key)
+            if total is None:
+                sums[key] = {**{g: row[g] for g in group_by}, **{s: row[s] for s in SUMS}}
+            else:
+                for s in SUMS:
+                    total[s] += row[s]  # type: ignore[operator]
+        return list(sums.values())
+
+    def selections(self, span: TimeRange) -> list[Selection]:
+        """The store selections whose union is what these filters match: one per combination of the values."""
+        names = list(self.equal)
+        choices = [self.equal[n] for n in names]
+        statuses: Sequence[str | None] = self.status or (None,)
+        count = len(statuses)
+        for values in choices:
+            count *= len(values)
+        if count > MAX_COMBINATIONS:
+            raise QueryError(
+                f"the filters select {count:,} combinations of values, more than {MAX_COMBINATIONS}: "
+                "choose fewer values (or All)"
+            )
+        return [
+            Selection(span.start_ns, span.end_ns, {FILTERS[n]: v for n, v in zip(names, combo, strict=True)}, status)
+            for combo in itertools.product(*choices)
+            for status in statuses
+        ]
+
+    def selection(self, span: TimeRange) -> Selection:
+        """The store selection of filters with one value each (`selections`, `page` and `records` take any)."""
+        found = self.selections(span)
+        if len(found) != 1:
+            raise ValueError("selection() takes one value per filter: use selections(), page() or records()")
+        return found[0]
+
+    def page(
+        self, store: Store, span: TimeRange, limit: int, cursor: Cursor | None = None, *, newest_first: bool = True
+    ) -> tuple[list[Record], Cursor | None]:
+        """A page of the records these filters match, as `store.page`: with several values, each combination's
+        page (from the same snapshot and position) merged in page order."""
+        selections = self.selections(span)
+        if len(selections) == 1:
+            return store.page(selections[0], limit, cursor, newest_first=newest_first)
+        if cursor is None:  # every combination from the same snapshot, before the first record in page order
+            cursor = Cursor(store.snapshot(), span.end_ns if newest_first else span.start_ns - 1, "")
+        merged: dict[str, Record] = {}
+        more = False
+        for selection in selections:
+            records, following = store.page(selection, limit, cursor, newest_first=newest_first)
+            more = more or following is not None
+            for record in records:
+                merged[record.record_id] = record
+        ordered = sorted(merged.values(), key=lambda r: (r.start_time_ns, r.record_id), reverse=newest_first)
+        taken = ordered[:limit]
+        if not taken or (len(ordered) <= limit and not more):
+            return taken, None
+        last = taken[-1]
+        return taken, Cursor(cursor.snapshot, last.start_time_ns, last.record_id)
+
+    def records(self, store: Store, span: TimeRange, chunk: int = 2000) -> Iterator[Record]:
+        """Every record these filters match, oldest first, a page at a time (constant memory)."""
+        page, cursor = self.page(store, span, chunk, newest_first=False)
+        yield from page
+        while cursor is not None:
+            page, cursor = self.page(store, span, chunk, cursor, newest_first=False)
+            yield from page
+
+    def count(self, store: Store, span: TimeRange) -> int:
+        """How many records these filters match."""
+        selections = self.selections(span)
+        if len(selections) == 1 or len(self.status) <= 1:  # combinations of one status each are disjoint
+            return sum(store.count_matching(s) for s in selections)
+        return sum(1 for _ in self.records(store, span))
+
+    def as_json(self) -> dict[str, str | list[str]]:
+        out: dict[str, str | list[str]] = {k: v[0] if len(v) == 1 else list(v) for k, v in self.equal.items()}
+        if self.status:
+            out["status"] = self.status[0] if len(self.status) == 1 else list(self.status)
         return out
 
 

@@ -80,7 +80,7 @@ def usage(store: Store, span: TimeRange, filters: Filters, groups: Sequence[str]
     """Sums per group (public names, hour/day as RFC 3339 bucket starts) over the range, with empty time buckets
     filled, plus the totals."""
     columns = [group_column(g) for g in groups]
-    rows = store.usage(columns, span.start_ns, span.end_ns, filters.columns())
+    rows = filters.usage(store, columns, span.start_ns, span.end_ns)
     rows = _fill(rows, columns, span)
     return {
         "range": span.as_json(),
@@ -163,9 +163,7 @@ def request_log(
     store: Store, span: TimeRange, filters: Filters, limit: int, cursor: str | None = None
 ) -> dict[str, Any]:
     """One page of the request log, newest first, and the cursor of the next page (None after the last)."""
-    records, following = store.page(
-        filters.selection(span), limit, Cursor.decode(cursor) if cursor else None, newest_first=True
-    )
+    records, following = filters.page(store, span, limit, Cursor.decode(cursor) if cursor else None)
     return {
         "range": span.as_json(),
         "filters": filters.as_json(),
@@ -199,14 +197,13 @@ _ERROR_GROUPS = ["provider", "request_model", "status", "error_type"]
 def errors(store: Store, span: TimeRange, filters: Filters) -> dict[str, Any]:
     """Total errors and error rate, and errors by type, by model and by provider: one usage query (by provider,
     model, status and type), folded here."""
-    where = filters.columns()
-    rows = store.usage(_ERROR_GROUPS, span.start_ns, span.end_ns, where)
+    rows = filters.usage(store, _ERROR_GROUPS, span.start_ns, span.end_ns)
     total = _sum_rows(rows)
     failed = {"status": "error"}
-    if where.get("status", "error") == "error":
+    if filters.single().get("status", "error") == "error":
         by_type = _fold(rows, ["error_type"], failed)
     else:  # only successes asked for: the types come from the errors all the same
-        by_type = store.usage(["error_type"], span.start_ns, span.end_ns, {**where, **failed})
+        by_type = filters.usage(store, ["error_type"], span.start_ns, span.end_ns, failed)
 
     def breakdown(column: str) -> list[dict[str, Any]]:
         shown = [row for row in _fold(rows, [column]) if int(row["errors"])]
@@ -255,13 +252,12 @@ def insights(store: Store, span: TimeRange, filters: Filters, top: int = 5) -> d
     """Cost by operation, the trend against the previous period of the same length, the top cost drivers (models,
     users, features, API keys) and the spend projected over 30 days at the period's daily rate. Three usage
     queries: by operation and model, by user, feature and API key, and the previous period's total."""
-    where = filters.columns()
-    by_model = store.usage(["operation", *_DRIVER_GROUPS[0]], span.start_ns, span.end_ns, where)
-    by_user = store.usage(_DRIVER_GROUPS[1], span.start_ns, span.end_ns, where)
+    by_model = filters.usage(store, ["operation", *_DRIVER_GROUPS[0]], span.start_ns, span.end_ns)
+    by_user = filters.usage(store, _DRIVER_GROUPS[1], span.start_ns, span.end_ns)
     by_operation = _fold(by_model, ["operation"])
     current = _sum_rows(by_operation)
     before = span.previous()
-    previous = _sum_rows(store.usage([], before.start_ns, before.end_ns, where))
+    previous = _sum_rows(filters.usage(store, [], before.start_ns, before.end_ns))
     cost, previous_cost = int(current["customer_cost_nusd"]), int(previous["customer_cost_nusd"])
     direction = "up" if cost > previous_cost else "down" if cost < previous_cost else "flat"
     days = span.span_ns / 86_400e9
@@ -314,7 +310,7 @@ def health(store: Store, span: TimeRange, filters: Filters) -> dict[str, Any]:
 
     def entries(columns: list[str]) -> list[dict[str, Any]]:
         out = []
-        for row in store.usage(columns, span.start_ns, span.end_ns, filters.columns()):
+        for row in filters.usage(store, columns, span.start_ns, span.end_ns):
             shown = figures(row)
             success = 1.0 - shown["error_rate"]
             out.append(

@@ -73,6 +73,12 @@ _FILTER_HELP = {
 }
 
 
+_SEVERAL = (
+    '; several values: repeat the parameter, separate them with commas, or quote them ("a","b"); empty or .* (All):'
+    " no filter"
+)
+
+
 @dataclass(frozen=True)
 class Asked:
     """The time range and filters of one API call, already checked."""
@@ -80,8 +86,8 @@ class Asked:
     range_name: str | None
     start: str | None
     end: str | None
-    filters: dict[str, str | None]
-    status: str | None
+    filters: dict[str, list[str] | None]
+    status: list[str] | None
 
     def resolve(self, default: str, statuses: tuple[str, ...]) -> tuple[TimeRange, Filters]:
         span = time_range(self.range_name, self.start, self.end, default=default)
@@ -96,18 +102,20 @@ def _asked(
     end: Annotated[
         str | None, Query(description="ISO 8601 date (inclusive) or date-time (exclusive); default now")
     ] = None,
-    user: Annotated[str | None, Query(description=_FILTER_HELP["user"])] = None,
-    api_key: Annotated[str | None, Query(description=_FILTER_HELP["api_key"])] = None,
-    model: Annotated[str | None, Query(description=_FILTER_HELP["model"])] = None,
-    response_model: Annotated[str | None, Query(description=_FILTER_HELP["response_model"])] = None,
-    provider: Annotated[str | None, Query(description=_FILTER_HELP["provider"])] = None,
-    operation: Annotated[str | None, Query(description=_FILTER_HELP["operation"])] = None,
-    feature: Annotated[str | None, Query(description=_FILTER_HELP["feature"])] = None,
-    department: Annotated[str | None, Query(description=_FILTER_HELP["department"])] = None,
-    environment: Annotated[str | None, Query(description=_FILTER_HELP["environment"])] = None,
-    error_type: Annotated[str | None, Query(description=_FILTER_HELP["error_type"])] = None,
-    service_tier: Annotated[str | None, Query(description=_FILTER_HELP["service_tier"])] = None,
-    status: Annotated[str | None, Query(description="success or error (request log and export: also 4xx, 5xx)")] = None,
+    user: Annotated[list[str] | None, Query(description=_FILTER_HELP["user"] + _SEVERAL)] = None,
+    api_key: Annotated[list[str] | None, Query(description=_FILTER_HELP["api_key"] + _SEVERAL)] = None,
+    model: Annotated[list[str] | None, Query(description=_FILTER_HELP["model"] + _SEVERAL)] = None,
+    response_model: Annotated[list[str] | None, Query(description=_FILTER_HELP["response_model"] + _SEVERAL)] = None,
+    provider: Annotated[list[str] | None, Query(description=_FILTER_HELP["provider"] + _SEVERAL)] = None,
+    operation: Annotated[list[str] | None, Query(description=_FILTER_HELP["operation"] + _SEVERAL)] = None,
+    feature: Annotated[list[str] | None, Query(description=_FILTER_HELP["feature"] + _SEVERAL)] = None,
+    department: Annotated[list[str] | None, Query(description=_FILTER_HELP["department"] + _SEVERAL)] = None,
+    environment: Annotated[list[str] | None, Query(description=_FILTER_HELP["environment"] + _SEVERAL)] = None,
+    error_type: Annotated[list[str] | None, Query(description=_FILTER_HELP["error_type"] + _SEVERAL)] = None,
+    service_tier: Annotated[list[str] | None, Query(description=_FILTER_HELP["service_tier"] + _SEVERAL)] = None,
+    status: Annotated[
+        list[str] | None, Query(description="success or error (request log and export: also 4xx, 5xx)" + _SEVERAL)
+    ] = None,
 ) -> Asked:
     values = dict(
         zip(
@@ -135,9 +143,10 @@ AskedDep = Annotated[Asked, Depends(_asked)]
 
 
 def create_router(
-    store: Store, tokens: Sequence[Token], pricer: Pricer, budgets: BudgetSettings | None = None
+    store: Store, tokens: Sequence[Token[Principal]], pricer: Pricer, budgets: BudgetSettings | None = None
 ) -> APIRouter:
-    """The /api/v1 routes over `store`; with `tokens`, every call needs one (members see only their own)."""
+    """The /api/v1 routes over `store` and their OpenAPI document; with `tokens`, every call needs one (members see
+    only their own)."""
     budget_settings = budgets or BudgetSettings()
 
     def any_principal(
@@ -165,8 +174,8 @@ def create_router(
         """A member's filters narrowed to their own requests; asking for someone else's is refused."""
         if who is None or who.is_admin:
             return filters
-        asked = filters.equal.get("user")
-        if asked is not None and asked != who.user:
+        asked = filters.equal.get("user", ())
+        if any(user != who.user for user in asked):
             raise HTTPException(403, f"token {who.name!r} may only see the requests of user {who.user!r}")
         assert who.user is not None
         return filters.with_user(who.user)
@@ -236,11 +245,11 @@ def create_router(
         payloads: Annotated[bool, Query(description="include captured prompts and completions")] = False,
     ) -> StreamingResponse:
         span, filters = asked.resolve("30d", LOG_STATUSES)
-        selection = scoped(filters, who).selection(span)
+        records = scoped(filters, who).records(store, span)
         store.snapshot()  # fail here (503) rather than mid-stream when the store is down
         name = f"llmtally-requests.{format_}"
         return StreamingResponse(
-            export.stream(store.iter_records(selection), format_, payloads),
+            export.stream(records, format_, payloads),
             media_type=export.MEDIA_TYPES[format_],
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
@@ -263,6 +272,11 @@ def create_router(
         if info is None:
             raise HTTPException(404, f"no price known for model {model!r}; add it under pricing.overrides")
         return info.as_json()
+
+    @router.get("/openapi.json", include_in_schema=False, dependencies=[Depends(principal)])
+    def openapi(request: Request) -> JSONResponse:
+        """The OpenAPI document (the app's, built once by FastAPI), behind the same tokens as the calls it lists."""
+        return JSONResponse(request.app.openapi())
 
     @router.get("/budgets", summary="Budgets: limit, spent, utilisation, projection, status; provider credits")
     def budgets_view(who: AnyWho) -> dict[str, Any]:

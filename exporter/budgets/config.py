@@ -45,6 +45,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "health_critical_success_ratio": 0.75,
     "latency_p95_seconds": 30.0,
     "ttft_p95_seconds": 5.0,
+    "latency_min_requests": 20.0,
     "budget_medium_ratio": 0.75,
     "budget_high_ratio": 0.90,
     "budget_critical_ratio": 1.0,

@@ -24,7 +24,8 @@ class ReceiverMetrics:
         )
         self.refused = Counter(
             "llmtally_receiver_refused_requests",
-            "Export requests refused whole, by reason (malformed, overloaded, unavailable)",
+            "Export requests refused whole, by reason "
+            "(malformed, too_large, busy, overloaded, unavailable, unauthenticated)",
             ["reason"],
             registry=registry,
         )

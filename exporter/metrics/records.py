@@ -68,6 +68,32 @@ class RecordMetrics(Collector):
             for record in records:
                 self._add(record)
 
+    def replace(self, pairs: Iterable[tuple[Record, Record]]) -> None:
+        """Stored records that richer records of their calls replaced (here or at another replica): see
+        `_difference`."""
+        with self._lock:
+            for old, new in pairs:
+                self._difference(old, new)
+
+    def _difference(self, old: Record, new: Record) -> None:
+        """The counters move from `old`'s values to `new`'s when that is an increase of each (same labels, same
+        outcome, no count or cost lower): the call then counts as its kept record. Otherwise they keep `old`'s
+        (counters never go down). Either way the call counts once; histograms keep `old`'s observations."""
+        key = self._key(old)
+        if key != self._key(new) or (old.status, old.error_type) != (new.status, new.error_type):
+            return
+        before, after = _counted(old), _counted(new)
+        deltas = [b - a for a, b in zip(before, after, strict=True)]
+        if any(d < 0 for d in deltas):
+            return
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series()
+        for slot, delta in enumerate(deltas[: len(COUNTERS)]):
+            series.sums[slot] += delta
+        series.provider_nusd += deltas[-2]
+        series.customer_nusd += deltas[-1]
+
     def _key(self, record: Record) -> tuple[str, ...]:
         key = (
             record.provider,
@@ -186,6 +212,23 @@ class RecordMetrics(Collector):
                 left.add_metric(rl_key, remaining)
         yield limit
         yield left
+
+
+def _counted(r: Record) -> list[int]:
+    """What a record adds to its series' counters, in `COUNTERS` order, then provider and customer cost."""
+    return [
+        1,
+        int(r.status == "success"),
+        r.input_tokens,
+        r.output_tokens,
+        r.total_tokens,
+        r.cached_tokens,
+        r.cache_write_tokens,
+        r.reasoning_tokens,
+        int(not r.priced),
+        r.provider_cost_nusd or 0,
+        r.customer_cost_nusd or 0,
+    ]
 
 
 def _histograms(

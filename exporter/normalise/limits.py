@@ -6,8 +6,11 @@ the rollups), nano-USD costs (price x tokens), times the API can query (1970..22
 
 from __future__ import annotations
 
+import logging
 import math
 import operator
+import re
+import reprlib
 from typing import Any
 
 from .record import Record
@@ -60,8 +63,54 @@ _texts = operator.attrgetter(*_TEXT)
 _long_texts = operator.attrgetter(*_LONG_TEXT)
 
 
+log = logging.getLogger("llmtally.normalise")
+_DECIMAL = re.compile(r"\s*[-+]?[0-9]{1,20}\s*")  # ASCII digits only: "²" and "٣" are digits to str.isdigit
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = _SHOWN.maxlong = 60
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict = 2, 4, 4
+_SHOWN_CHARACTERS = 100
+_LOGGED: set[str] = set()  # kinds of unexpected errors logged already (each once)
+
+
 class Invalid(ValueError):
     """A value no record may hold; the message says which and why (it becomes the rejection's reason)."""
+
+
+def shown(found: Any) -> str:
+    """A value as a rejection's reason shows it: its repr, cut short (a reason stays short whatever the value)."""
+    try:
+        text = _SHOWN.repr(found)
+    except Exception:  # an int past the digits Python prints, an object whose repr fails
+        return f"<{type(found).__name__}>"
+    return text if len(text) <= _SHOWN_CHARACTERS else text[: _SHOWN_CHARACTERS - 3] + "..."
+
+
+def reason(error: Exception) -> str:
+    """Why a record is rejected: an `Invalid`'s message, else the unexpected error named. Such an error is a bug
+    (logged once per kind): it rejects its record, never the request."""
+    if isinstance(error, Invalid):
+        return str(error)
+    kind = type(error).__name__
+    if kind not in _LOGGED and len(_LOGGED) < 100:
+        _LOGGED.add(kind)
+        log.error("a record was rejected for an unexpected %s", kind, exc_info=error)
+    try:
+        detail = shown(str(error))
+    except Exception:
+        detail = "?"
+    return f"could not be read ({kind}: {detail})"
+
+
+def text(found: Any, name: str) -> str | None:
+    """A name, label, id or message attribute: a string (None when empty), a number or flag as its text; Invalid
+    for an array, a key-value list or bytes."""
+    if type(found) is str:
+        return found or None
+    if found is None:
+        return None
+    if isinstance(found, float) or (isinstance(found, int) and -(10**30) < found < 10**30):  # any 64-bit int
+        return str(found)
+    raise Invalid(f"{name}={shown(found)} is not a string")
 
 
 def seconds(found: Any, name: str) -> float | None:
@@ -69,26 +118,25 @@ def seconds(found: Any, name: str) -> float | None:
     absurdly long."""
     if isinstance(found, bool) or not isinstance(found, (int, float)):
         return None
-    value = float(found)
+    value = float(found) if -MAX_SECONDS <= found <= MAX_SECONDS else math.inf  # no OverflowError for huge ints
     if not math.isfinite(value) or not 0 <= value <= MAX_SECONDS:
-        raise Invalid(f"{name}={found!r} is not a duration in seconds between 0 and {MAX_SECONDS}")
+        raise Invalid(f"{name}={shown(found)} is not a duration in seconds between 0 and {MAX_SECONDS}")
     return value
 
 
 def count(found: Any, name: str) -> int:
-    """A token count attribute: 0 when absent or not a number; Invalid when not finite (sizes are checked by
-    `check`)."""
-    if isinstance(found, bool) or found is None:
+    """A token count attribute: a whole number, a float (truncated) or a decimal string of ASCII digits; 0 when
+    absent or empty; Invalid for anything else (other text, a flag, an array, not finite). Sizes are checked by
+    `check`."""
+    if isinstance(found, int) and not isinstance(found, bool):
+        return int(found)
+    if found is None or found == "":
         return 0
-    if isinstance(found, float):
-        if not math.isfinite(found):
-            raise Invalid(f"{name}={found!r} is not a token count")
+    if isinstance(found, float) and math.isfinite(found):
         return int(found)
-    if isinstance(found, int):
-        return found
-    if isinstance(found, str) and found.strip().lstrip("-").isdigit():
+    if isinstance(found, str) and _DECIMAL.fullmatch(found):
         return int(found)
-    return 0
+    raise Invalid(f"{name}={shown(found)} is not a token count")
 
 
 def unit(found: Any, key: str) -> int | float:
@@ -102,7 +150,7 @@ def unit(found: Any, key: str) -> int | float:
         if found.is_integer():
             return int(found)
     what = "duration in seconds" if key in DURATIONS else "whole count"
-    raise Invalid(f"units.{key}={found!r} is not a {what}")
+    raise Invalid(f"units.{key}={shown(found)} is not a {what}")
 
 
 def check(record: Record) -> None:
@@ -138,7 +186,7 @@ def check_costs(record: Record) -> None:
     for name in ("provider_cost_nusd", "customer_cost_nusd"):
         value = getattr(record, name)
         if value is not None and not -MAX_COST_NUSD <= value <= MAX_COST_NUSD:
-            raise Invalid(f"{name}={value} is beyond {MAX_COST_NUSD} nano-USD (price x tokens)")
+            raise Invalid(f"{name}={shown(value)} is beyond {MAX_COST_NUSD} nano-USD (price x tokens)")
 
 
 def _check_units(units: dict[str, int | float]) -> None:
@@ -149,12 +197,12 @@ def _check_units(units: dict[str, int | float]) -> None:
         unit(value, key)
         most = MAX_SECONDS if key in DURATIONS else MAX_TOKENS
         if not 0 <= value <= most:
-            raise Invalid(f"units.{key}={value} is not between 0 and {most}")
+            raise Invalid(f"units.{key}={shown(value)} is not between 0 and {most}")
 
 
 def _bounded(name: str, value: int, most: int, what: str = "token count") -> None:
     if not 0 <= value <= most:
-        raise Invalid(f"{name}={value} is not a {what} between 0 and {most}")
+        raise Invalid(f"{name}={shown(value)} is not a {what} between 0 and {most}")
 
 
 def _short(name: str, value: str | None, most: int) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .convert import is_llm_call, to_record
-from .limits import Invalid, check, seconds
+from .limits import check, reason, seconds
 from .record import Record
 from .values import attributes
 
@@ -24,12 +24,9 @@ _SOURCES = (
     ("opentelemetry.instrumentation.genai", "otel-genai"),
     ("opentelemetry.util.genai", "otel-genai"),
     ("opentelemetry.instrumentation.openai_v2", "otel-genai"),
+    ("opentelemetry.instrumentation.google_genai", "otel-genai"),
     ("opentelemetry.instrumentation.", "openllmetry"),
 )
-
-
-# When several instrumentations record one call (nested spans), the record of the first of these is kept.
-PREFERENCE = ("llmtally", "anthropic", "otel-genai", "openllmetry", "openlit")
 
 
 @dataclass
@@ -39,7 +36,6 @@ class Normalised:
     records: list[Record] = field(default_factory=list)
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
-    parents: dict[str, str] = field(default_factory=dict)  # record id -> parent span id, for spans
 
     def reject(self, why: str) -> None:
         self.rejected += 1
@@ -80,6 +76,9 @@ def from_logs(request: Any, peer: str | None = None) -> Normalised:
                 if not end_ns:
                     out.reject("audit event without a timestamp")
                     continue
+                if len(log.span_id) not in (0, 8):
+                    out.reject(f"audit event with a span id of {len(log.span_id)} bytes (8, or none)")
+                    continue
                 span_id = log.span_id.hex()
                 if span_id in ("", _NO_SPAN):
                     record_id = hashlib.sha256(log.SerializeToString(deterministic=True)).hexdigest()[:32]
@@ -100,8 +99,8 @@ def from_logs(request: Any, peer: str | None = None) -> Normalised:
                         peer=peer,
                     )
                     check(record)
-                except Invalid as error:
-                    out.reject(f"audit event {record_id}: {error}")
+                except Exception as error:  # limits.Invalid, or a bug: this record only, with the reason
+                    out.reject(f"audit event {record_id}: {reason(error)}")
                     continue
                 out.records.append(record)
     return out
@@ -141,46 +140,13 @@ def from_traces(request: Any, peer: str | None = None) -> Normalised:
                         peer=peer,
                     )
                     check(record)
-                except Invalid as error:
-                    out.reject(f"span {span_id}: {error}")
+                except Exception as error:  # limits.Invalid, or a bug: this record only, with the reason
+                    out.reject(f"span {span_id}: {reason(error)}")
                     continue
-                if span.parent_span_id:
-                    out.parents[span_id] = span.parent_span_id.hex()
+                if span.parent_span_id:  # evidence for the store: nested instrumentations record one call
+                    record.parent_span_id = span.parent_span_id.hex()
                 out.records.append(record)
-    _drop_nested_layers(out)
     return out
-
-
-def _drop_nested_layers(out: Normalised) -> None:
-    """One call seen by two instrumentations gives two nested GenAI spans (one wraps the other): keep one.
-
-    Only nesting inside one export request is seen; spans of one call are exported together in practice.
-    """
-    ids = {record.record_id for record in out.records}
-    cluster: dict[str, str] = {}
-
-    def root(record_id: str) -> str:
-        while record_id in cluster:
-            record_id = cluster[record_id]
-        return record_id
-
-    for child, parent in out.parents.items():
-        if parent in ids and child in ids and root(child) != root(parent):
-            cluster[root(child)] = root(parent)
-    if not cluster:
-        return
-    best: dict[str, Record] = {}
-    for record in out.records:
-        key = root(record.record_id)
-        kept = best.get(key)
-        if kept is None or _rank(record) < _rank(kept):
-            best[key] = record
-    keep = {id(record) for record in best.values()}
-    out.records = [record for record in out.records if id(record) in keep]
-
-
-def _rank(record: Record) -> int:
-    return PREFERENCE.index(record.source) if record.source in PREFERENCE else len(PREFERENCE)
 
 
 def count_metric_points(request: Any) -> int:

@@ -19,8 +19,9 @@ def usd(nusd: int) -> float:
 class Record:
     """One LLM request.
 
-    `record_id` is the request's identity for de-duplication: the hex span id (16 chars) when the telemetry has one
-    (our audit event and our span share it), else a hash of the log record. Times are nanoseconds since the epoch.
+    `record_id` is the record's identity: the hex span id (16 chars) when the telemetry has one (our audit event and
+    our span share it), else a hash of the log record. Another instrumentation's record of the same call has its own
+    id; the store keeps one record per call (`store/calls.py`). Times are nanoseconds since the epoch.
     Token counts follow the GenAI semconv: `input_tokens` includes cache reads and writes, `output_tokens` includes
     reasoning. Costs are in nano-USD (1e-9 USD) so that sums are exact; None until priced.
     """
@@ -77,6 +78,10 @@ class Record:
     input_messages: str | None = None  # payloads, only when the app captured them
     output_messages: str | None = None
     source: str = "llmtally"  # which instrumentation produced it: llmtally, otel-genai, openllmetry, anthropic, openlit
+    parent_span_id: str = ""  # hex, of a span's parent (de-duplication evidence: nested instrumentations)
+    # The sources of every record of this call when several instrumentations recorded it (the store keeps one
+    # record per call, the richest); empty when only `source` did.
+    seen_by: list[str] = field(default_factory=list)
 
 
 FIELDS = tuple(f.name for f in fields(Record))

@@ -13,12 +13,12 @@ from typing import Protocol
 from genai_prices.types import ModelPrice, TieredPrices
 
 from ..normalise.record import Record
-from ..normalise.units import AUDIO_SECONDS, AUDIO_SECONDS_PARTS, CHARACTERS, IMAGES, INPUT_AUDIO_SECONDS
+from ..normalise.units import AUDIO_SECONDS, AUDIO_SECONDS_PARTS, CHARACTERS, FIELD_KEYS, IMAGES, INPUT_AUDIO_SECONDS
 from .catalog import Catalog, CatalogPrice, catalog_age_seconds, catalog_version
 from .config import PriceOverride, PricingConfig
 from .rate import Rate, Units, Usage, to_nusd
 
-UNPRICED = "unpriced"
+UNPRICED = "unpriced"  # a record's price source without a price; also the `type` of the event saying why
 _LISTED = ("input", "output", "cache_read", "cache_write", "cache_write_1h")
 _ONE = Decimal(1)
 _ZERO = Decimal(0)
@@ -150,7 +150,9 @@ class Pricer:
     Customer cost = provider cost x (1 + markup) + fixed fee, from the stored (integer nano-USD) provider cost.
     A record without any usage (tokens or units) costs 0, fixed fee included, when its model has a price. A model
     without a price, a record whose only usage is units its price does not charge, and a usage genai-prices refuses
-    leave the costs None with `price_source="unpriced"`, counted in `unpriced_total` / `unpriced_models`.
+    leave the costs None with `price_source="unpriced"`, counted in `unpriced_total` / `unpriced_models`. A refused
+    usage also gets an event `{"type": "unpriced", "reason": ..., "usage": {...}}` saying why: counts are priced as
+    they are, so a part above its total (cache reads above the input) is refused, never raised to a cost.
     """
 
     max_cached = 10_000  # distinct (provider, response model, request model); the cache restarts past it
@@ -181,7 +183,13 @@ class Pricer:
         if units:
             units = _units(units)
         used = any(usage) or any(units.values())
-        cost = _cost(resolved, usage, units, used, record)
+        if record.events:
+            _forget_refusal(record)  # priced again (`llmtally reprice`): a refusal is said again if it still holds
+        try:
+            cost = _cost(resolved, usage, units, used, record)
+        except ValueError as error:  # genai-prices refuses the usage (or the price)
+            record.events.append(_refusal(error, usage, units))
+            cost = None
         if record.usage_source == "none" and record.status == "success" and not used:
             cost = None  # tokens unknown (e.g. a stream without usage): the cost is unknown, not $0
         if resolved is None or cost is None:
@@ -287,27 +295,29 @@ class Pricer:
 
 
 def _usage(record: Record) -> Usage:
-    """The record's `rate.Usage`, totals raised to their parts."""
-    cache_read = max(record.cached_tokens, 0)
-    cache_write_1h = max(record.cache_write_1h_tokens, 0)
-    cache_write = max(record.cache_write_tokens, cache_write_1h)
-    reasoning = max(record.reasoning_tokens, 0)
-    input_audio = max(record.input_audio_tokens, 0)
-    output_audio = max(record.output_audio_tokens, 0)
-    input_tokens = max(record.input_tokens, cache_read + cache_write, input_audio)
-    output_tokens = max(record.output_tokens, reasoning, output_audio)
-    searches = max(record.web_searches, 0)
+    """The record's `rate.Usage`: its counts as they are (`limits.check` keeps them within 0..10^12)."""
     return (
-        input_tokens,
-        cache_read,
-        cache_write,
-        output_tokens,
-        reasoning,
-        cache_write_1h,
-        input_audio,
-        output_audio,
-        searches,
+        record.input_tokens,
+        record.cached_tokens,
+        record.cache_write_tokens,
+        record.output_tokens,
+        record.reasoning_tokens,
+        record.cache_write_1h_tokens,
+        record.input_audio_tokens,
+        record.output_audio_tokens,
+        record.web_searches,
     )
+
+
+def _refusal(error: ValueError, usage: Usage, units: Units) -> dict[str, object]:
+    """The event that keeps why genai-prices refused a record's usage, with the usage it refused (counts not 0)."""
+    named = {key: count for key, count in zip(FIELD_KEYS, usage, strict=True) if count}
+    return {"type": UNPRICED, "reason": f"genai-prices refused the usage: {error}", "usage": {**named, **units}}
+
+
+def _forget_refusal(record: Record) -> None:
+    if any(event.get("type") == UNPRICED for event in record.events):
+        record.events = [event for event in record.events if event.get("type") != UNPRICED]
 
 
 def _units(units: Units) -> Units:
@@ -318,20 +328,17 @@ def _units(units: Units) -> Units:
 
 
 def _cost(resolved: _Resolved | None, usage: Usage, units: Units, used: bool, record: Record) -> int | None:
-    """Provider nano-USD at the request's service tier and speed; 0 without usage; None when unpriced, when the only
-    usage is units the price does not charge (an image count under a token price), or when genai-prices rejects the
-    price or the usage."""
+    """Provider nano-USD at the request's service tier and speed; 0 without usage; None when unpriced, or when the
+    only usage is units the price does not charge (an image count under a token price). ValueError when
+    genai-prices refuses the price or the usage."""
     if resolved is None:
         return None
     if not used:
         return 0
-    try:
-        rate = resolved.schedule.rate_at(record.start_time_ns, record.service_tier, record.speed)
-        if units and not any(usage) and not rate.covers(units):
-            return None
-        return to_nusd(rate.cost(usage, units))
-    except ValueError:
+    rate = resolved.schedule.rate_at(record.start_time_ns, record.service_tier, record.speed)
+    if units and not any(usage) and not rate.covers(units):
         return None
+    return to_nusd(rate.cost(usage, units))
 
 
 def _decimal(value: int | float) -> Decimal:

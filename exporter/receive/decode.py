@@ -1,10 +1,10 @@
-"""OTLP/HTTP bodies: protobuf or JSON, plain or gzip, into export requests; responses and error statuses back."""
+"""OTLP bodies, protobuf or JSON, into export requests; responses and error statuses back (gzip is inflated as the
+body is read: `limits.read_body`)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import zlib
 from typing import Any
 
 from google.protobuf import json_format
@@ -33,74 +33,63 @@ class UnsupportedMediaType(Malformed):
 
 
 class TooLarge(Malformed):
-    pass
+    """Larger than `receiver.max_request_bytes`, as sent or inflated: answered 413."""
 
 
-def parse(kind: str, body: bytes) -> Message:
-    """The export request of `kind` ("logs", "traces", "metrics") in a protobuf body; Malformed when it is not one."""
-    message = REQUESTS[kind]()
-    try:
-        message.ParseFromString(body)
-    except DecodeError as error:
-        raise Malformed(f"not a protobuf {type(message).__name__}: {error}") from error
-    return message
-
-
-def decode(kind: str, body: bytes, content_type: str, encoding: str, max_bytes: int) -> Message | bytes:
-    """The export request of `kind` ("logs", "traces", "metrics") that the body holds: a message (JSON), or the
-    protobuf bytes as they are (after gzip), which `parse` reads."""
-    encoding = encoding.strip().lower()
-    if encoding == "gzip":
-        body = _gunzip(body, max_bytes)
-    elif encoding not in ("", "identity"):
-        raise UnsupportedMediaType(f"unsupported Content-Encoding {encoding!r} (use gzip or none)")
+def media_type(content_type: str) -> str:
+    """PROTOBUF or JSON, from a Content-Type header; UnsupportedMediaType for any other."""
     media = content_type.split(";", 1)[0].strip().lower()
-    if media == PROTOBUF:
-        return body  # parsed where it is normalised (`parse`), in a worker process when there are some
-    message = REQUESTS[kind]()
-    if media == JSON:
-        try:
-            data = json.loads(body)
-        except ValueError as error:
-            raise Malformed(f"not JSON: {error}") from error
-        if not isinstance(data, dict):
-            raise Malformed("the JSON body must be an object")
-        try:
-            json_format.ParseDict(_ids_to_base64(data), message, ignore_unknown_fields=True)
-        except (json_format.ParseError, ValueError, TypeError) as error:
-            raise Malformed(f"not an OTLP/JSON {type(message).__name__}: {error}") from error
-    else:
+    if media not in (PROTOBUF, JSON):
         raise UnsupportedMediaType(f"unsupported Content-Type {content_type!r} (use {PROTOBUF} or {JSON})")
+    return media
+
+
+def parse(kind: str, body: bytes, media: str = PROTOBUF) -> Message:
+    """The export request of `kind` ("logs", "traces", "metrics") in a protobuf or OTLP/JSON body; Malformed when it
+    is not one (nested deeper than protobuf reads, 100 messages, included)."""
+    message = REQUESTS[kind]()
+    name = type(message).__name__
+    if media == PROTOBUF:
+        try:
+            message.ParseFromString(body)
+        except DecodeError as error:
+            raise Malformed(f"not a protobuf {name}: {error}") from error
+        return message
+    try:
+        data = json.loads(body)
+    except RecursionError as error:
+        raise Malformed("not JSON: nested too deeply") from error
+    except ValueError as error:
+        raise Malformed(f"not JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise Malformed("the JSON body must be an object")
+    _ids_to_base64(data)
+    try:
+        json_format.ParseDict(data, message, ignore_unknown_fields=True)
+    except RecursionError as error:
+        raise Malformed(f"not an OTLP/JSON {name}: nested too deeply") from error
+    except (json_format.ParseError, ValueError, TypeError) as error:
+        raise Malformed(f"not an OTLP/JSON {name}: {error}") from error
     return message
 
 
-def _gunzip(body: bytes, max_bytes: int) -> bytes:
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, max_bytes + 1)
-    except zlib.error as error:
-        raise Malformed(f"bad gzip body: {error}") from error
-    if len(out) > max_bytes:
-        raise TooLarge(f"the body inflates to more than {max_bytes} bytes")
-    return out
-
-
-def _ids_to_base64(node: Any) -> Any:
-    """OTLP/JSON writes trace and span ids as hex; protobuf's JSON mapping reads bytes as base64."""
-    if isinstance(node, dict):
-        out = {}
-        for key, item in node.items():
-            if key in _ID_KEYS and isinstance(item, str):
-                try:
-                    out[key] = base64.b64encode(bytes.fromhex(item)).decode()
-                except ValueError as error:
-                    raise Malformed(f"{key} {item!r} is not hex") from error
-            else:
-                out[key] = _ids_to_base64(item)
-        return out
-    if isinstance(node, list):
-        return [_ids_to_base64(item) for item in node]
-    return node
+def _ids_to_base64(data: dict[str, Any]) -> None:
+    """OTLP/JSON writes trace and span ids as hex; protobuf's JSON mapping reads bytes as base64. Rewrites them in
+    place, walking the tree without recursion (any depth json.loads returns)."""
+    stack: list[Any] = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, item in node.items():
+                if key in _ID_KEYS and isinstance(item, str):
+                    try:
+                        node[key] = base64.b64encode(bytes.fromhex(item)).decode()
+                    except ValueError as error:
+                        raise Malformed(f"{key} {item!r} is not hex") from error
+                elif isinstance(item, (dict, list)):
+                    stack.append(item)
+        elif isinstance(node, list):
+            stack.extend(item for item in node if isinstance(item, (dict, list)))
 
 
 def response(kind: str, rejected: int, message: str, media: str) -> bytes:

@@ -1,27 +1,33 @@
 """Worker processes that decode, normalise and price export requests beside the receiver's one writer.
 
 Python runs one thread at a time per process: with the decoding and pricing of every record in the receiving
-process, that work and the writer share one core. `Workers` hands each request's protobuf bytes to a pool of
-processes (started with `spawn`: the receiver has threads, which `fork` does not copy safely) and gets back the
-priced records; the receiving process only stores them. A worker that dies fails the requests it held as
+process, that work and the writer share one core. `Workers` hands each request's body to a pool of processes
+(started with `spawn`: the receiver has threads, which `fork` does not copy safely) and gets back the priced records,
+pickled (`Prepared`: taken out only when the queue has room for them); the receiving process only stores them. A
+worker that dies fails the requests it held as
 `WorkerLost` (the client retries them: nothing of them was stored) and the pool is started again; a receiver that
 dies takes its workers with it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
+import pickle
 import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any
 
 from ..normalise.otlp import Normalised
 from ..normalise.record import Record, as_values
 from ..price import Pricer, PricingConfig
+from .decode import PROTOBUF
+from .limits import return_freed_bodies
 from .prepare import prepare, quiet_gc
 
 PARENT_CHECK_SECONDS = 0.5
@@ -36,6 +42,7 @@ def _start(pricing: Mapping[str, Any]) -> None:
     global _pricer
     _pricer = Pricer(PricingConfig.from_dict(pricing))
     quiet_gc()
+    return_freed_bodies()
     threading.Thread(target=_exit_with, args=(os.getppid(),), name="llmtally-parent-watch", daemon=True).start()
 
 
@@ -46,14 +53,26 @@ def _exit_with(parent: int) -> None:
     os._exit(0)
 
 
-_Sent = tuple[list[tuple[Any, ...]], int, list[str], int]
+@dataclass(frozen=True)
+class Prepared:
+    """A request as a worker prepared it: `count` priced records, still pickled (tuples of their fields: a fraction
+    of the records' size) until `normalised` takes them out, the rest of what normalise found, the metric points."""
+
+    records: bytes
+    count: int
+    found: Normalised
+    points: int
+
+    def normalised(self) -> Normalised:
+        return dataclasses.replace(self.found, records=[Record(*v) for v in pickle.loads(self.records)])
 
 
-def _prepare(kind: str, body: bytes, peer: str | None) -> _Sent:
-    """`prepare` in the worker; the records go back as tuples of their fields."""
+def _prepare(kind: str, body: bytes, peer: str | None, media: str) -> Prepared:
+    """`prepare` in the worker."""
     assert _pricer is not None, "the worker was started without its pricer"
-    found, points = prepare(kind, body, peer, _pricer)
-    return [as_values(r) for r in found.records], found.rejected, found.errors, points
+    found, points = prepare(kind, body, peer, _pricer, media)
+    records = pickle.dumps([as_values(r) for r in found.records], pickle.HIGHEST_PROTOCOL)
+    return Prepared(records, len(found.records), dataclasses.replace(found, records=[]), points)
 
 
 class Workers:
@@ -74,21 +93,21 @@ class Workers:
 
     def warm_up(self) -> None:
         """Starts every worker now (each imports the pricer and its catalog), not at the first request."""
-        for future in [self._pool.submit(_prepare, "logs", b"", None) for _ in range(self.count)]:
+        for future in [self._pool.submit(_prepare, "logs", b"", None, PROTOBUF) for _ in range(self.count)]:
             future.result()
 
-    def prepare(self, kind: str, body: bytes, peer: str | None) -> tuple[Normalised, int]:
-        """`prepare.prepare` in a worker process; raises what it raises (Malformed), or WorkerLost."""
+    def prepare(self, kind: str, body: bytes, peer: str | None, media: str = PROTOBUF) -> Prepared:
+        """`prepare.prepare` of a protobuf or JSON (`media`) body in a worker process; raises what it raises
+        (Malformed), or WorkerLost."""
         pool = self._pool
         try:
-            values, rejected, errors, points = pool.submit(_prepare, kind, body, peer).result()
+            return pool.submit(_prepare, kind, body, peer, media).result()
         except BrokenProcessPool as error:
             with self._lock:
                 if self._pool is pool:  # the first thread to see it starts the new pool
                     pool.shutdown(wait=False, cancel_futures=True)
                     self._pool = self._new_pool()
             raise WorkerLost("a worker process ended while preparing the request") from error
-        return Normalised([Record(*v) for v in values], rejected, errors), points
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

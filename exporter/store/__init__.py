@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from ..normalise.record import Record
+from .calls import Stored
 from .errors import RecordRejected, StoreError, StoreFull, StoreUnavailable
 from .rollup import UsageRow
 from .select import BadCursor, Cursor, Selection
@@ -28,6 +29,7 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "StoreUnavailable",
+    "Stored",
     "UsageRow",
     "open_store",
 ]
@@ -38,9 +40,11 @@ _SQLITE = "sqlite:///"
 class Store(Protocol):
     """What the receiver and the query API use. write() runs on one writer thread; reads may run on any thread."""
 
-    def write(self, records: Sequence[Record]) -> list[Record]:
-        """Store a batch in one transaction and return exactly the records newly stored (ids not stored before and
-        not repeated earlier in the batch); rollups grow by those only. Raises StoreError with nothing stored:
+    def write(self, records: Sequence[Record]) -> Stored:
+        """Store a batch in one transaction, one record per LLM call (`calls`: a record that is another layer of a
+        call already stored, or earlier in the batch, is not stored again; a richer one replaces the call's record),
+        and return the records of the calls newly stored (`Stored`, a list, with the replacements beside); rollups
+        change by exactly those records and replacements. Raises StoreError with nothing stored:
         StoreUnavailable when retrying later may succeed, RecordRejected when a value of the batch can never be
         stored (never a bare driver or Python exception)."""
         ...
@@ -100,7 +104,12 @@ class Store(Protocol):
         ...
 
     def ping(self) -> bool:
-        """Whether the database answers (for /readyz)."""
+        """Whether the database answers."""
+        ...
+
+    def probe_write(self) -> None:
+        """Commits a write that changes nothing (for /readyz); raises StoreError (StoreFull, StoreUnavailable) when
+        the store takes no writes now."""
         ...
 
     def close(self) -> None: ...

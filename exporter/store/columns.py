@@ -10,7 +10,7 @@ from typing import Any
 
 from ..normalise.record import Record
 
-JSON_FIELDS = ("finish_reasons", "events", "ratelimits", "units")
+JSON_FIELDS = ("finish_reasons", "events", "ratelimits", "units", "seen_by")
 BOOL_FIELDS = ("stream", "priced")
 SCALAR_FIELDS = tuple(f.name for f in dataclasses.fields(Record) if f.name not in JSON_FIELDS)
 # The order of the values in a row, and of the columns the store inserts and selects. A new Record field needs a
@@ -39,6 +39,7 @@ def record_to_row(r: Record) -> tuple[Any, ...]:
         _compact(r.events) if r.events else "[]",
         _compact(r.ratelimits) if r.ratelimits else "{}",
         _compact(r.units) if r.units else "{}",
+        _compact(r.seen_by) if r.seen_by else "[]",
     )
 
 

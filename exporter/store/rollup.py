@@ -259,3 +259,32 @@ def rebuild_sql(rollup: Rollup, placeholder: str) -> tuple[str, str]:
         f"{target}SELECT {bucket}, {', '.join(dims)}, {', '.join(sums)} FROM {table} WHERE {where} GROUP BY {ordinals}"
     )
     return delete, insert
+
+
+def changes(added: Iterable[Record], removed: Iterable[Record]) -> list[tuple[Any, ...]]:
+    """Full hourly rows (as `aggregate`'s) that add the `added` records and take the `removed` ones away (a record
+    replaced by a richer one, calls found to be one), sorted by key; keys whose changes cancel out are left out."""
+    rows = aggregate(added)
+    taken = aggregate(removed)
+    if not taken:
+        return rows
+    n = len(KEY)
+    acc: dict[tuple[Any, ...], list[Any]] = {row[:n]: list(row[n:]) for row in rows}
+    for row in taken:
+        sums = acc.setdefault(row[:n], [0] * len(INT_SUMS) + [0.0] * len(FLOAT_SUMS) + [0])
+        for i, value in enumerate(row[n:]):
+            sums[i] -= value
+    return [(*key, *sums) for key, sums in sorted(acc.items()) if any(sums)]
+
+
+def emptied_sql(rollup: Rollup, placeholder: str) -> str:
+    """The statement that deletes the rows of `rollup` left with no request in [start, end) (after records were
+    taken away: their other sums are zero too, but for the rounding of float sums). Takes (start, end)."""
+    p = placeholder
+    return f"DELETE FROM {rollup.table} WHERE {rollup.bucket} >= {p} AND {rollup.bucket} < {p} AND requests = 0"
+
+
+def emptied_range(removed: Sequence[Record]) -> tuple[int, int]:
+    """The whole UTC days holding the start of every removed record: where rows may have been emptied."""
+    starts = [r.start_time_ns for r in removed]
+    return min(starts) // DAY_NS * DAY_NS, (max(starts) // DAY_NS + 1) * DAY_NS

@@ -286,6 +286,27 @@ _V5 = (
 # stored before have none.
 _V6 = ("ALTER TABLE completion_records ADD COLUMN units TEXT NOT NULL DEFAULT '{}'",)
 
+# One record per LLM call (`calls.py`): each record's parent span and the instrumentations that saw its call; the
+# indexes the evidence is looked up by (response id; model and start time among the records without one); the
+# layers not kept (`layers.py`); on PostgreSQL, the keys writers lock while they resolve a batch (rows inserted and
+# deleted in one transaction, never committed: unlogged).
+_V7 = (
+    "ALTER TABLE completion_records ADD COLUMN parent_span_id TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE completion_records ADD COLUMN seen_by TEXT NOT NULL DEFAULT '[]'",
+    "CREATE INDEX IF NOT EXISTS completion_records_response_id ON completion_records (response_id)"
+    " WHERE response_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS completion_records_unanswered ON completion_records (request_model, start_time_ns)"
+    " WHERE response_id IS NULL",
+    """CREATE TABLE IF NOT EXISTS completion_layers (
+    record_id TEXT PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    start_time_ns BIGINT NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS completion_layers_call ON completion_layers (call_id)",
+)
+_V7_LOCKS = "CREATE UNLOGGED TABLE IF NOT EXISTS completion_call_locks (key BIGINT PRIMARY KEY)"
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -310,6 +331,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         5, "cache_write_1h_tokens, speed, audio tokens and web searches on records", {"sqlite": _V5, "postgresql": _V5}
     ),
     Migration(6, "units on records (JSON)", {"sqlite": _V6, "postgresql": _V6}),
+    Migration(
+        7,
+        "one record per call: parent span, seen_by, evidence indexes, completion_layers (and call locks)",
+        {"sqlite": _V7, "postgresql": (*_V7, _V7_LOCKS)},
+    ),
 )
 
 

@@ -10,7 +10,8 @@ from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
 
 from ..normalise.record import Record
-from . import rollup
+from . import layers, rollup
+from .calls import Plan, Stored
 from .columns import COLUMN_LIST, row_to_record, to_json
 from .errors import StoreError
 from .select import Cursor, Selection
@@ -18,17 +19,6 @@ from .usage import usage_sql
 
 RECORDS = rollup.RECORDS
 _COST_UPDATE_COLUMNS = ("provider_cost_nusd", "customer_cost_nusd", "price_source", "priced", "events")
-
-
-def first_of_each_id(records: Sequence[Record]) -> list[Record]:
-    """The records without later repeats of an id, in order."""
-    seen: set[str] = set()
-    unique = []
-    for r in records:
-        if r.record_id not in seen:
-            seen.add(r.record_id)
-            unique.append(r)
-    return unique
 
 
 class _Cursor(Protocol):
@@ -83,7 +73,14 @@ class SQLStore(ABC):
         """The `seq_column` value of the last record stored (0 when none)."""
 
     @abstractmethod
-    def write(self, records: Sequence[Record]) -> list[Record]: ...
+    def write(self, records: Sequence[Record]) -> Stored: ...
+
+    def _take_emptied(self, tx: Transaction, plan: Plan) -> None:
+        """Deletes the rollup rows that the records a plan took away left with no request."""
+        if plan.removed:
+            start, end = rollup.emptied_range(plan.removed)
+            for r in rollup.ROLLUPS:
+                tx.run(rollup.emptied_sql(r, self.placeholder), (start, end))
 
     @abstractmethod
     def close(self) -> None: ...
@@ -94,6 +91,14 @@ class SQLStore(ABC):
         except StoreError:
             return False
         return True
+
+    def probe_write(self) -> None:
+        # A real committed write on the writer's connection, that changes no value: the oldest migration's row.
+        with self._transaction() as tx:
+            tx.run(
+                "UPDATE schema_migrations SET applied_at_ns = applied_at_ns "
+                "WHERE version = (SELECT MIN(version) FROM schema_migrations)"
+            )
 
     def count(self) -> int:
         return int(self._query(f"SELECT COUNT(*) FROM {RECORDS}", ())[0][0])
@@ -170,6 +175,7 @@ class SQLStore(ABC):
             )
             for r in rollup.ROLLUPS:
                 tx.run(f"DELETE FROM {r.table} WHERE {r.bucket} >= {p} AND {r.bucket} < {p}", (start_ns, end_ns))
+            layers.delete_between(tx, p, start_ns, end_ns)
         return deleted
 
     def drop_payloads_between(self, start_ns: int, end_ns: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sqlite3
 import threading
 import time
@@ -11,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from ..normalise.record import Record
-from . import rollup, schema
+from . import calls, layers, rollup, schema
+from .calls import Stored
 from .columns import COLUMN_LIST, COLUMNS, record_to_row
 from .errors import VALUE_ERRORS, RecordRejected, StoreError, StoreFull, StoreUnavailable
-from .sql import RECORDS, SQLStore, Transaction, first_of_each_id
+from .sql import RECORDS, SQLStore, Transaction
 
-_ID_CHUNK = 500  # ids per "already stored?" look-up (well under SQLite's bound-parameter limit)
 _UNAVAILABLE = {
     sqlite3.SQLITE_BUSY,
     sqlite3.SQLITE_LOCKED,
@@ -27,6 +28,9 @@ _UNAVAILABLE = {
     sqlite3.SQLITE_NOTADB,
     sqlite3.SQLITE_CORRUPT,
 }
+# Less free space than this on the database's file system counts as a full disk: a write that fits in the WAL's
+# reused pages can still succeed there, while every larger batch and every checkpoint fails.
+FULL_BELOW_BYTES = 1 << 20
 # A value the database refuses: a constraint (NOT NULL of a NaN), too big, the wrong type, out of range.
 _REJECTED = {sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_RANGE}
 
@@ -179,32 +183,24 @@ class SQLiteStore(SQLStore):
                     (m.version, m.name, time.time_ns()),
                 )
 
-    def write(self, records: Sequence[Record]) -> list[Record]:
-        """Store the records not stored yet, and their rollups, in one transaction; return them."""
+    def write(self, records: Sequence[Record]) -> Stored:
+        """Store the batch in one transaction: its records of calls not stored yet, the stored calls it makes richer
+        (`calls.resolve`), their rollups; return what it stored."""
         if not records:
-            return []
+            return Stored()
         try:
             with self._transaction() as tx:
-                fresh = self._not_stored(tx, records)
-                if fresh:
-                    tx.many(self._insert, [record_to_row(r) for r in fresh])
-                    hourly = rollup.aggregate(fresh)
-                    for r, rows in rollup.write_rows(hourly):
-                        tx.many(self._upserts[r.table], rows)
+                stored, found = layers.load(tx, "?", records)
+                plan = calls.resolve(records, stored, found)
+                layers.apply(tx, "?", plan)
+                if plan.new:
+                    tx.many(self._insert, [record_to_row(r) for r in plan.new])
+                for r, rows in rollup.write_rows(rollup.changes(plan.added, plan.removed)):
+                    tx.many(self._upserts[r.table], rows)
+                self._take_emptied(tx, plan)
         except VALUE_ERRORS as e:  # sqlite3 cannot bind it (an int past 64 bits, a lone surrogate): rolled back
             raise RecordRejected(f"SQLite cannot store a value of the record: {e}") from e
-        return fresh
-
-    @staticmethod
-    def _not_stored(tx: Transaction, records: Sequence[Record]) -> list[Record]:
-        """The records whose id is neither stored nor earlier in the batch, in batch order."""
-        stored: set[str] = set()
-        ids = list(dict.fromkeys(r.record_id for r in records))
-        for i in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[i : i + _ID_CHUNK]
-            sql = f"SELECT record_id FROM {RECORDS} WHERE record_id IN ({', '.join(['?'] * len(chunk))})"
-            stored.update(v for (v,) in tx.rows(sql, chunk))
-        return first_of_each_id([r for r in records if r.record_id not in stored])
+        return Stored(plan.new, plan.replaced)
 
     @contextlib.contextmanager
     def _transaction(self, lock_rollups: bool = False) -> Iterator[Transaction]:
@@ -213,6 +209,16 @@ class SQLiteStore(SQLStore):
             yield Transaction(conn)
         if self._checkpointer is not None:
             self._checkpointer.wake()
+
+    def probe_write(self) -> None:
+        if self.path != ":memory:":
+            try:
+                free = shutil.disk_usage(Path(self.path).resolve().parent).free
+            except OSError as e:
+                raise StoreUnavailable(f"cannot read the free space of the disk of {self.path}: {e}") from e
+            if free < FULL_BELOW_BYTES:
+                raise StoreFull(f"the disk of {self.path} is full ({free} bytes free)")
+        super().probe_write()
 
     def snapshot(self) -> int:
         return int(self._query(f"SELECT COALESCE(MAX(rowid), 0) FROM {RECORDS}", ())[0][0])

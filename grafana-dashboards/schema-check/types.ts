@@ -35,16 +35,30 @@ export interface PrometheusQuery extends Omit<schema.DataQuery, "datasource"> {
   intervalFactor?: number;
 }
 
-/** The PostgreSQL datasource's raw SQL query (the shape Grafana's SQL datasources store). */
-export interface SQLQuery extends Omit<schema.DataQuery, "datasource"> {
-  datasource: Ref<"grafana-postgresql-datasource">;
-  rawSql: string;
-  rawQuery: true;
-  format: "table" | "time_series";
-  editorMode: "code" | "builder";
+/** llmtally's API through the Infinity datasource (yesoreyeram-infinity-datasource 3.11.1): a JSON URL query parsed
+ * by the plugin's backend parser (pkg/models/query.go of the plugin; only the fields the dashboards use). */
+export interface InfinityQuery extends Omit<schema.DataQuery, "datasource"> {
+  datasource: Ref<"yesoreyeram-infinity-datasource">;
+  type: "json";
+  source: "url";
+  parser: "backend";
+  format: "table" | "timeseries";
+  url: string;
+  url_options: { method: "GET"; data: string; params: { key: string; value: string }[] };
+  root_selector: string;
+  columns: { selector: string; text: string; type: "string" | "number" | "timestamp" }[];
 }
 
-export type Query = PrometheusQuery | SQLQuery;
+/** An Infinity variable query (src/types/variables.types.ts of the plugin). */
+export interface InfinityVariableQuery {
+  queryType: "infinity";
+  refId: string;
+  infinityQuery: InfinityQuery;
+}
+
+export type Query = PrometheusQuery | InfinityQuery;
+
+type Sources = "prometheus" | "yesoreyeram-infinity-datasource" | "datasource";
 
 interface FieldConfigSource<Custom> {
   defaults: Omit<raw.FieldConfig, "custom"> & { custom?: Custom };
@@ -59,24 +73,62 @@ type PanelOf<Type extends string, Options, Custom> = Omit<
   options: Options;
   fieldConfig: FieldConfigSource<Custom>;
   targets: Query[];
-  datasource?: Ref<"prometheus" | "grafana-postgresql-datasource">;
+  datasource?: Ref<Sources>;
+};
+
+/** Grafana 11.6's alert list (public/app/plugins/panel/alertlist/types.ts: it ships no schema). */
+export interface AlertListOptions {
+  viewMode: "list" | "stat";
+  groupMode: "default" | "custom";
+  groupBy: string[];
+  maxItems: number;
+  sortOrder: 1 | 2 | 3 | 4 | 5;
+  dashboardAlerts: boolean;
+  alertName: string;
+  alertInstanceLabelFilter: string;
+  datasource: string;
+  showInstances: boolean;
+  showInactiveAlerts: boolean;
+  folder?: { uid: string; title: string };
+  stateFilter: {
+    firing: boolean;
+    pending: boolean;
+    recovering: boolean;
+    noData: boolean;
+    normal: boolean;
+    error: boolean;
+  };
+}
+
+type AlertListPanel = Pick<raw.Panel, "id" | "title" | "description" | "gridPos"> & {
+  type: "alertlist";
+  options: AlertListOptions;
 };
 
 export type Panel =
   | PanelOf<"timeseries", TimeSeries.Options, TimeSeries.FieldConfig>
   | PanelOf<"stat", Stat.Options, never>
   | PanelOf<"bargauge", BarGauge.Options, never>
-  | PanelOf<"table", Table.Options, Table.FieldConfig>;
+  | PanelOf<"table", Table.Options, Table.FieldConfig>
+  | AlertListPanel;
 
 export type Row = Omit<raw.RowPanel, "panels"> & { panels: Panel[] };
 
-export type Variable = Omit<raw.VariableModel, "datasource"> & {
-  datasource?: Ref<"prometheus" | "grafana-postgresql-datasource">;
+export type Variable = Omit<raw.VariableModel, "datasource" | "query"> & {
+  datasource?: Ref<"prometheus" | "yesoreyeram-infinity-datasource">;
+  query?: string | { query: string; refId: string; qryType: number } | InfinityVariableQuery;
 };
 
+/** The Prometheus annotation's own options (grafana-prometheus' annotation support reads them from the annotation):
+ * the event title and text from the series' labels, and the labels that become tags. */
 export type Annotation = Omit<raw.AnnotationQuery, "target" | "datasource"> & {
   datasource: Ref<"prometheus">;
   target: PrometheusQuery;
+  titleFormat: string;
+  textFormat: string;
+  tagKeys: string;
+  useValueForTime: boolean;
+  step: string;
 };
 
 export type Dashboard = Json<
