@@ -509,6 +509,16 @@ def test_export(api: Api) -> None:
     assert len(empty.splitlines()) == 1 and empty.startswith("id,")  # the header only
 
 
+def test_export_refuses_too_many_combinations_before_answering(api: Api) -> None:
+    """Found by schemathesis: the bound on value combinations was checked as the first page was read, after the
+    200 had gone out, so the client saw a broken stream instead of a 400 saying what to change."""
+    many = {"provider": "a,b,c,d", "operation": "a,b,c,d,e", "model": "a,b,c,d", "user": "a,b,c,d"}
+    for fmt in ("csv", "json", "jsonl"):
+        response = api.get("/api/v1/export", format=fmt, **many)
+        assert response.status_code == 400, (fmt, response.text[:200])
+        assert "320 combinations" in response.json()["error"]
+
+
 # --- prices ------------------------------------------------------------------------------------------------------
 
 

@@ -299,7 +299,12 @@ class Filters:
         return taken, Cursor(cursor.snapshot, last.start_time_ns, last.record_id)
 
     def records(self, store: Store, span: TimeRange, chunk: int = 2000) -> Iterator[Record]:
-        """Every record these filters match, oldest first, a page at a time (constant memory)."""
+        """Every record these filters match, oldest first, a page at a time (constant memory). Filters that cannot
+        be used are refused here, before the first record is read (an export has not started answering yet)."""
+        self.selections(span)
+        return self._records(store, span, chunk)
+
+    def _records(self, store: Store, span: TimeRange, chunk: int) -> Iterator[Record]:
         page, cursor = self.page(store, span, chunk, newest_first=False)
         yield from page
         while cursor is not None:
