@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument(
         "--by",
         metavar="GROUPS",
-        help=f"comma-separated, among: {', '.join(GROUPS)}",
+        help=f"comma-separated, among: {', '.join(GROUPS)}, and the custom dimensions declared in llmtally.yaml",
     )
     requests = report("requests", "the request log, newest first (or one request's details)", "7d", LOG_STATUSES)
     requests.add_argument("id", nargs="?", help="show every stored field of this request")

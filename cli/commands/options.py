@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from typing import Any
 
+from llmtally.exporter.api import extra_filters
 from llmtally.exporter.api.params import FILTERS, RANGES, Filters, TimeRange, time_range
 from llmtally.exporter.store import Store, open_store
 
@@ -29,6 +31,20 @@ def add_filters(parser: argparse.ArgumentParser, statuses: tuple[str, ...]) -> N
     for name in FILTERS:
         group.add_argument(f"--{name.replace('_', '-')}", dest=f"filter_{name}", metavar="VALUE")
     group.add_argument("--status", choices=statuses)
+    group.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a request parameter, e.g. temperature=0.2 (repeatable; VALUE may list several, comma-separated); "
+        f"NAME among: {', '.join(extra_filters.FILTERABLE)}",
+    )
+    group.add_argument(
+        "--dim",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a custom dimension declared under dimensions: in llmtally.yaml, e.g. team=platform (repeatable; "
+        "VALUE may list several, comma-separated)",
+    )
     parser.set_defaults(statuses=statuses)
 
 
@@ -44,10 +60,24 @@ def open_from(args: argparse.Namespace) -> Store:
     return open_store(config.store)
 
 
+def declared_dimensions(args: argparse.Namespace) -> tuple[str, ...]:
+    """The custom dimensions `dimensions:` declares in the command's llmtally.yaml."""
+    from llmtally.exporter.config import load
+    from llmtally.exporter.dimensions import Dimensions
+
+    return Dimensions.from_config(load(args.config, store=args.store)).keys
+
+
 def asked(args: argparse.Namespace) -> tuple[TimeRange, Filters]:
     span = time_range(args.range, args.start, args.end, default=args.default_range)
     values: dict[str, str | None] = {name: getattr(args, f"filter_{name}") for name in FILTERS}
-    return span, Filters.parse({**values, "status": args.status}, args.statuses)
+    filters = Filters.parse({**values, "status": args.status}, args.statuses)
+    params = extra_filters.pairs(args.param, "--param")
+    extra = {extra_filters.PARAM_PREFIX + k: v for k, v in params.items()} | extra_filters.pairs(args.dim, "--dim")
+    if extra:
+        dims = declared_dimensions(args) if args.dim else ()
+        filters = replace(filters, json=extra_filters.parse(extra, dims))
+    return span, filters
 
 
 def print_json(value: Any) -> None:

@@ -19,7 +19,7 @@ from llmtally.exporter.normalise.record import Record
 from llmtally.exporter.price import Pricer, PricingConfig
 from llmtally.exporter.store import open_store
 
-from .options import asked, open_from, print_json
+from .options import asked, declared_dimensions, open_from, print_json
 from .tables import Column, money, progress, show, text
 
 Advance = Callable[[int], None]
@@ -42,9 +42,8 @@ def export(args: argparse.Namespace) -> int:
         out: TextIO = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout  # noqa: SIM115
         try:
             with _bar(bool(args.output), f"exporting {args.format}", total) as advance:
-                for chunk in exports.stream(
-                    _counted(filters.records(store, span), advance), args.format, args.payloads
-                ):
+                records = _counted(filters.records(store, span), advance)
+                for chunk in exports.stream(records, args.format, args.payloads, declared_dimensions(args)):
                     out.write(chunk)
         finally:
             if out is not sys.stdout:

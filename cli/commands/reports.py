@@ -10,7 +10,7 @@ from llmtally.exporter.api import reports
 from llmtally.exporter.api.params import Filters, TimeRange, group_by
 from llmtally.exporter.store import Store
 
-from .options import asked, open_from, print_json
+from .options import asked, declared_dimensions, open_from, print_json
 from .tables import Column, count, millis, money, percent, show, text
 
 _FIGURES: list[Column] = [
@@ -46,7 +46,7 @@ def _period(report: dict[str, Any]) -> str:
 
 
 def usage(args: argparse.Namespace) -> int:
-    names = group_by(args.by)
+    names = group_by(args.by, declared_dimensions(args))
     report = _report(args, lambda store, span, filters: reports.usage(store, span, filters, names))
     if report is None:
         return 0

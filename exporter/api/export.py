@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, get_args
 
 from ..normalise.record import Record
@@ -19,10 +19,13 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 _FLUSH_BYTES = 64 * 1024
 
 
-def columns(payloads: bool) -> list[str]:
-    """The exported fields, in order (the request detail's; payloads only when asked for)."""
-    names = list(request_detail(Record("", 0, 0)))
-    return names if payloads else [n for n in names if n not in ("input_messages", "output_messages")]
+def columns(payloads: bool, dimensions: Sequence[str] = ()) -> list[str]:
+    """The exported fields, in order: the request detail's (payloads only when asked for), then one per declared
+    custom dimension instead of the detail's `dimensions` object."""
+    names = [n for n in request_detail(Record("", 0, 0)) if n != "dimensions"]
+    if not payloads:
+        names = [n for n in names if n not in ("input_messages", "output_messages")]
+    return [*names, *dimensions]
 
 
 def safe_cell(value: Any) -> Any:
@@ -40,14 +43,16 @@ def safe_cell(value: Any) -> Any:
 def _rows(records: Iterable[Record], names: list[str]) -> Iterator[dict[str, Any]]:
     for r in records:
         detail = request_detail(r)
-        yield {n: detail[n] for n in names}
+        yield {n: detail[n] if n in detail else r.dimensions.get(n) for n in names}
 
 
-def stream(records: Iterable[Record], fmt: str, payloads: bool = False) -> Iterator[str]:
-    """The export as text chunks of about 64 KiB."""
+def stream(
+    records: Iterable[Record], fmt: str, payloads: bool = False, dimensions: Sequence[str] = ()
+) -> Iterator[str]:
+    """The export as text chunks of about 64 KiB; a column per declared custom dimension."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    names = columns(payloads)
+    names = columns(payloads, dimensions)
     buffer = io.StringIO()
     if fmt == "csv":
         writer = csv.writer(buffer, lineterminator="\r\n")

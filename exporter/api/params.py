@@ -6,12 +6,14 @@ import itertools
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any, Literal, get_args
 
 from ..normalise.record import Record
 from ..store import Store, UsageRow
+from ..store.json_sql import JsonFilters
+from ..store.record_usage import DIMENSION_PREFIX
 from ..store.rollup import DAY_NS, HOUR_NS, SUMS
 from ..store.select import STATUSES, Cursor, Selection
 
@@ -168,6 +170,7 @@ class Filters:
 
     equal: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     status: tuple[str, ...] = ()
+    json: JsonFilters = field(default_factory=dict)  # request parameters and dimensions (`extra_filters`)
 
     def __post_init__(self) -> None:
         # A single value may be given as a string.
@@ -199,7 +202,7 @@ class Filters:
         return cls(parsed, status)
 
     def with_user(self, user: str) -> Filters:
-        return Filters({**self.equal, "user": (user,)}, self.status)
+        return Filters({**self.equal, "user": (user,)}, self.status, self.json)
 
     def single(self) -> dict[str, str]:
         """Store column -> value of the filters with one value (status only as success/error)."""
@@ -228,6 +231,8 @@ class Filters:
         """`store.usage` with these filters (and `extra` column -> value ones): a filter with one value is the
         store's; one with several is grouped by, its rows kept when they hold one of the values, then summed back
         to `group_by`. One query either way."""
+        if self.json or any(c.startswith(DIMENSION_PREFIX) for c in group_by):
+            return self._record_usage(store, group_by, start_ns, end_ns, extra or {})
         single = {**self.single(), **(extra or {})}
         several = {c: v for c, v in self.several().items() if c not in single}
         if not several:
@@ -248,6 +253,15 @@ class Filters:
                     total[s] += row[s]  # type: ignore[operator]
         return list(sums.values())
 
+    def _record_usage(
+        self, store: Store, group_by: Sequence[str], start_ns: int, end_ns: int, extra: Mapping[str, str]
+    ) -> list[UsageRow]:
+        """`usage` read from the records (`store.record_usage`): for dimensions and request parameters."""
+        found = self.selections(TimeRange("custom", start_ns, end_ns))
+        status, equal = extra.get("status"), {c: v for c, v in extra.items() if c != "status"}
+        found = [replace(s, equal={**s.equal, **equal}, status=status or s.status) for s in found]
+        return store.record_usage(found, group_by)
+
     def selections(self, span: TimeRange) -> list[Selection]:
         """The store selections whose union is what these filters match: one per combination of the values."""
         names = list(self.equal)
@@ -262,7 +276,13 @@ class Filters:
                 "choose fewer values (or All)"
             )
         return [
-            Selection(span.start_ns, span.end_ns, {FILTERS[n]: v for n, v in zip(names, combo, strict=True)}, status)
+            Selection(
+                span.start_ns,
+                span.end_ns,
+                {FILTERS[n]: v for n, v in zip(names, combo, strict=True)},
+                status,
+                self.json,
+            )
             for combo in itertools.product(*choices)
             for status in statuses
         ]
@@ -322,15 +342,18 @@ class Filters:
         out: dict[str, str | list[str]] = {k: v[0] if len(v) == 1 else list(v) for k, v in self.equal.items()}
         if self.status:
             out["status"] = self.status[0] if len(self.status) == 1 else list(self.status)
+        for (column, key), values in self.json.items():
+            out[f"param.{key}" if column == "params" else key] = values[0] if len(values) == 1 else list(values)
         return out
 
 
-def group_by(text: str | None) -> list[str]:
-    """A comma-separated group_by list (public names) -> the names, checked."""
+def group_by(text: str | None, dimensions: Sequence[str] = ()) -> list[str]:
+    """A comma-separated group_by list (public names, and the declared custom `dimensions`) -> the names, checked."""
     names = [n.strip() for n in (text or "").split(",") if n.strip()]
-    unknown = [n for n in names if n not in GROUPS]
+    unknown = [n for n in names if n not in GROUPS and n not in dimensions]
     if unknown:
-        raise QueryError(f"group_by: unknown name(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}")
+        known = ", ".join((*GROUPS, *dimensions))
+        raise QueryError(f"group_by: unknown name(s) {', '.join(unknown)}; known: {known}")
     if len(set(names)) != len(names):
         raise QueryError(f"group_by names must be distinct, got {text!r}")
     if "hour" in names and "day" in names:
@@ -339,7 +362,8 @@ def group_by(text: str | None) -> list[str]:
 
 
 def group_column(name: str) -> str:
-    return _GROUP_COLUMNS[name]
+    """The usage row's column of a group name (a custom dimension's: `dim.<key>`)."""
+    return _GROUP_COLUMNS.get(name) or DIMENSION_PREFIX + name
 
 
 def buckets(span: TimeRange, width_ns: int) -> list[int]:

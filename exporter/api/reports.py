@@ -156,6 +156,8 @@ def request_detail(r: Record) -> dict[str, Any]:
         "input_messages": r.input_messages,
         "output_messages": r.output_messages,
         "source": r.source,
+        "params": r.params,
+        "dimensions": r.dimensions,
     }
 
 

@@ -2,8 +2,8 @@
 
 # No `from __future__ import annotations`: FastAPI must see the route signatures' types as objects, and `Who` is
 # local to create_router (a string annotation naming it cannot be resolved, so it became a required query parameter).
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -19,8 +19,9 @@ from ..budgets.status import report as budget_report
 from ..budgets.status import states as budget_states
 from ..price import Pricer
 from ..store import BadCursor, Store, StoreError
-from . import export, reports
+from . import export, extra_filters, reports
 from .auth import Principal, Token, authenticate
+from .extra_query import query_dependency
 from .params import (
     FILTERS,
     GROUPS,
@@ -88,10 +89,13 @@ class Asked:
     end: str | None
     filters: dict[str, list[str] | None]
     status: list[str] | None
+    extra: Mapping[str, list[str]] = field(default_factory=dict)  # param.<name> and dimension filters
+    dimensions: tuple[str, ...] = ()
 
     def resolve(self, default: str, statuses: tuple[str, ...]) -> tuple[TimeRange, Filters]:
         span = time_range(self.range_name, self.start, self.end, default=default)
-        return span, Filters.parse({**self.filters, "status": self.status}, statuses)
+        filters = Filters.parse({**self.filters, "status": self.status}, statuses)
+        return span, replace(filters, json=extra_filters.parse(self.extra, self.dimensions))
 
 
 def _asked(
@@ -143,11 +147,24 @@ AskedDep = Annotated[Asked, Depends(_asked)]
 
 
 def create_router(
-    store: Store, tokens: Sequence[Token[Principal]], pricer: Pricer, budgets: BudgetSettings | None = None
+    store: Store,
+    tokens: Sequence[Token[Principal]],
+    pricer: Pricer,
+    budgets: BudgetSettings | None = None,
+    dimensions: Sequence[str] = (),
 ) -> APIRouter:
     """The /api/v1 routes over `store` and their OpenAPI document; with `tokens`, every call needs one (members see
-    only their own)."""
+    only their own). `dimensions`: the declared custom dimensions (filters and group_by names)."""
     budget_settings = budgets or BudgetSettings()
+    declared = tuple(dimensions)
+    extra_query = query_dependency(declared)
+
+    def asked_with_extra(
+        asked: Annotated[Asked, Depends(_asked)], extra: Annotated[dict[str, list[str]], Depends(extra_query)]
+    ) -> Asked:
+        return replace(asked, extra=extra, dimensions=declared)
+
+    AskedDep = Annotated[Asked, Depends(asked_with_extra)]
 
     def any_principal(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -188,11 +205,11 @@ def create_router(
         who: Who,
         group_by_: Annotated[
             str | None,
-            Query(alias="group_by", description=f"comma-separated, among: {', '.join(GROUPS)}"),
+            Query(alias="group_by", description=f"comma-separated, among: {', '.join((*GROUPS, *declared))}"),
         ] = None,
     ) -> dict[str, Any]:
         span, filters = asked.resolve("7d", USAGE_STATUSES)
-        groups = group_by(group_by_)
+        groups = group_by(group_by_, declared)
         check_buckets(span, groups)
         return reports.usage(store, span, scoped(filters, who), groups)
 
@@ -249,7 +266,7 @@ def create_router(
         store.snapshot()  # fail here (503) rather than mid-stream when the store is down
         name = f"llmtally-requests.{format_}"
         return StreamingResponse(
-            export.stream(records, format_, payloads),
+            export.stream(records, format_, payloads, declared),
             media_type=export.MEDIA_TYPES[format_],
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )

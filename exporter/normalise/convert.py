@@ -12,10 +12,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from .dimensions import dimensions
 from .limits import MAX_LONG_TEXT, Invalid, count, seconds, shown, text, unit
 from .peers import error_type as mapped_error_type
 from .peers import semconv_counts
 from .record import STATUS_ERROR, STATUS_SUCCESS, Record
+from .request_params import request_params
 from .units import ATTRIBUTE_PREFIX, UNIT_KEYS
 
 # First present key wins.
@@ -235,6 +237,8 @@ def to_record(
         input_messages=_payload(attrs.get("gen_ai.input.messages"), "gen_ai.input.messages"),
         output_messages=_payload(attrs.get("gen_ai.output.messages"), "gen_ai.output.messages"),
         source=source,
+        params=request_params(attrs),
+        dimensions=dimensions(attrs),
     )
 
 

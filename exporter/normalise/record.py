@@ -82,6 +82,10 @@ class Record:
     # The sources of every record of this call when several instrumentations recorded it (the store keeps one
     # record per call, the richest); empty when only `source` did.
     seen_by: list[str] = field(default_factory=list)
+    # The model parameters the request asked for (temperature, max_tokens...: `request_params.py`, never content).
+    params: dict[str, Any] = field(default_factory=dict)
+    # Custom dimensions by key (`dimensions:` in llmtally.yaml; only declared keys are kept).
+    dimensions: dict[str, str] = field(default_factory=dict)
 
 
 FIELDS = tuple(f.name for f in fields(Record))

@@ -67,6 +67,11 @@ class Store(Protocol):
         Raises ValueError for other names."""
         ...
 
+    def record_usage(self, selections: Sequence[Selection], group_by: Sequence[str]) -> list[UsageRow]:
+        """`usage`'s sums read from the records matching any of `selections`, grouped by rollup dimensions, hour, day
+        or `dim.<key>` (a custom dimension): for the groups and filters the rollups do not key."""
+        ...
+
     def page(
         self, selection: Selection, limit: int, cursor: Cursor | None = None, *, newest_first: bool = True
     ) -> tuple[list[Record], Cursor | None]:

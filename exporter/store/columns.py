@@ -10,7 +10,7 @@ from typing import Any
 
 from ..normalise.record import Record
 
-JSON_FIELDS = ("finish_reasons", "events", "ratelimits", "units", "seen_by")
+JSON_FIELDS = ("finish_reasons", "events", "ratelimits", "units", "seen_by", "params", "dimensions")
 BOOL_FIELDS = ("stream", "priced")
 SCALAR_FIELDS = tuple(f.name for f in dataclasses.fields(Record) if f.name not in JSON_FIELDS)
 # The order of the values in a row, and of the columns the store inserts and selects. A new Record field needs a
@@ -40,6 +40,8 @@ def record_to_row(r: Record) -> tuple[Any, ...]:
         _compact(r.ratelimits) if r.ratelimits else "{}",
         _compact(r.units) if r.units else "{}",
         _compact(r.seen_by) if r.seen_by else "[]",
+        _compact(r.params) if r.params else "{}",
+        _compact(r.dimensions) if r.dimensions else "{}",
     )
 
 

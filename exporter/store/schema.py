@@ -307,6 +307,12 @@ _V7 = (
 )
 _V7_LOCKS = "CREATE UNLOGGED TABLE IF NOT EXISTS completion_call_locks (key BIGINT PRIMARY KEY)"
 
+# The request's model parameters and its custom dimensions, each a JSON object; rows stored before have none.
+_V8 = (
+    "ALTER TABLE completion_records ADD COLUMN params TEXT NOT NULL DEFAULT '{}'",
+    "ALTER TABLE completion_records ADD COLUMN dimensions TEXT NOT NULL DEFAULT '{}'",
+)
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -336,6 +342,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "one record per call: parent span, seen_by, evidence indexes, completion_layers (and call locks)",
         {"sqlite": _V7, "postgresql": (*_V7, _V7_LOCKS)},
     ),
+    Migration(8, "request parameters and custom dimensions on records (JSON)", {"sqlite": _V8, "postgresql": _V8}),
 )
 
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..normalise.record import STATUS_ERROR, STATUS_SUCCESS
+from . import json_sql
+from .json_sql import JsonFilters
 
 # Equality filters on the records: name -> column.
 FILTER_COLUMNS = {
@@ -72,6 +74,7 @@ class Selection:
     end_ns: int
     equal: Mapping[str, str] = field(default_factory=dict)  # FILTER_COLUMNS name -> value ('' matches none)
     status: str | None = None  # one of STATUSES
+    json: JsonFilters = field(default_factory=dict)  # request parameters and dimensions (`json_sql`)
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.equal if name not in FILTER_COLUMNS]
@@ -94,4 +97,8 @@ class Selection:
                 params.append(value)
         if self.status is not None:
             clauses.append(_STATUS_SQL[self.status])
+        if self.json:
+            more, values = json_sql.where(self.json, p)
+            clauses += more
+            params += values
         return " AND ".join(clauses), params

@@ -14,6 +14,7 @@ from . import layers, rollup
 from .calls import Plan, Stored
 from .columns import COLUMN_LIST, row_to_record, to_json
 from .errors import StoreError
+from .record_usage import record_usage_sql
 from .select import Cursor, Selection
 from .usage import usage_sql
 
@@ -119,6 +120,10 @@ class SQLStore(ABC):
         self, group_by: Sequence[str], start_ns: int, end_ns: int, filters: Mapping[str, str] | None = None
     ) -> list[rollup.UsageRow]:
         sql, params, names = usage_sql(group_by, start_ns, end_ns, filters or {}, self.placeholder)
+        return [dict(zip(names, row, strict=True)) for row in self._query(sql, params)]
+
+    def record_usage(self, selections: Sequence[Selection], group_by: Sequence[str]) -> list[rollup.UsageRow]:
+        sql, params, names = record_usage_sql(selections, group_by, self.placeholder)
         return [dict(zip(names, row, strict=True)) for row in self._query(sql, params)]
 
     def page(

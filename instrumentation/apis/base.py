@@ -117,6 +117,7 @@ class Endpoint:
             return None
         request = Request(model=model, stream=self.streams(body, path))
         self.read_params(body, request)
+        read_options(body, request.attributes)
         request.stream_options = "stream_options" in body
         request.user = end_user(body)
         if keep_body:
@@ -250,6 +251,32 @@ def read_params(
         if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
             attrs[semconv.REQUEST_STOP_SEQUENCES] = list(stop)
             return
+
+
+def read_options(body: Mapping[str, Any], attrs: dict[str, AttributeValue]) -> None:
+    """The reasoning effort (`reasoning_effort`, the Responses API's `reasoning.effort`), the response format's type
+    (`response_format.type`, the Responses API's `text.format.type`) and how many `tools` a request offers; never
+    the tools, schemas or content themselves."""
+    effort = body.get("reasoning_effort")
+    reasoning = body.get("reasoning")
+    if not isinstance(effort, str) and isinstance(reasoning, Mapping):
+        effort = reasoning.get("effort")
+    if isinstance(effort, str) and effort:
+        attrs[semconv.REQUEST_REASONING_EFFORT] = effort
+    kind = _type_of(body.get("response_format"))
+    text = body.get("text")
+    if kind is None and isinstance(text, Mapping):
+        kind = _type_of(text.get("format"))
+    if kind is not None:
+        attrs[semconv.REQUEST_RESPONSE_FORMAT] = kind
+    tools = body.get("tools")
+    if isinstance(tools, list) and tools:
+        attrs[semconv.REQUEST_TOOL_COUNT] = len(tools)
+
+
+def _type_of(found: Any) -> str | None:
+    kind = found.get("type") if isinstance(found, Mapping) else None
+    return kind if isinstance(kind, str) and kind else None
 
 
 def end_user(body: Mapping[str, Any]) -> str | None:
