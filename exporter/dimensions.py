@@ -10,7 +10,7 @@ which of them are Prometheus labels (with a cap on distinct values).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,8 @@ RESERVED = frozenset(
         "param",
         "dimensions",
         "le",
+        "kind",
+        "token_type",
         "job",
         "instance",
     }
@@ -140,10 +142,3 @@ def _one(item: Any, index: int) -> Dimension:
         raise ConfigError(f"{where}.max_values must be a whole number from 1 to 10000, not {most!r}")
     return Dimension(key, label, most)
 
-
-def declared_keys(config: Config) -> tuple[str, ...]:
-    return Dimensions.from_config(config).keys
-
-
-def values_of(records: Iterable[Record], key: str) -> set[str]:
-    return {r.dimensions[key] for r in records if key in r.dimensions}

@@ -14,6 +14,7 @@ from .api.routes import create_router, install
 from .budgets.config import BudgetSettings
 from .budgets.metrics import BudgetMetrics
 from .config import Config, ConfigError, is_loopback, split_address
+from .dimensions import Dimensions
 from .maintenance.retention import Scheduler
 from .metrics import Metrics
 from .pipeline import Pipeline
@@ -43,6 +44,7 @@ def serve(config: Config) -> int:
     """Runs the receiver; returns once it has stopped cleanly (every acknowledged batch stored)."""
     pricer = Pricer(PricingConfig.from_dict(config.pricing))
     budgets = BudgetSettings.from_config(config)
+    dimensions = Dimensions.from_config(config)
     tokens = parse_tokens(config.api_tokens)
     host, port = split_address(config.http, "http")
     if not tokens and not is_loopback(host):
@@ -62,7 +64,7 @@ def serve(config: Config) -> int:
             flush=True,
         )
     store = open_store(config.store)
-    metrics = Metrics(config.max_series)
+    metrics = Metrics(config.max_series, [(d.key, d.max_values) for d in dimensions.labels])
     metrics.registry.register(BudgetMetrics(store, budgets))
     pipeline = Pipeline(store, metrics, max_queued=config.queue_records).start()
     metrics.receiver.watch(pipeline.depth, pricer.catalog_age_seconds)
@@ -70,7 +72,7 @@ def serve(config: Config) -> int:
     workers = Workers(count, config.pricing) if count else None
     if workers is not None:
         workers.warm_up()
-    ingest = Ingest(pipeline, pricer, metrics, config.ack_timeout_seconds, workers)
+    ingest = Ingest(pipeline, pricer, metrics, config.ack_timeout_seconds, workers, dimensions)
     grpc_server, grpc_port = start_grpc(
         ingest,
         config.otlp_grpc,
@@ -90,7 +92,7 @@ def serve(config: Config) -> int:
         senders=senders,
         max_concurrent=config.max_concurrent_http_requests,
     )
-    install(app, create_router(store, tokens, pricer, budgets), config.retry_after_seconds)
+    install(app, create_router(store, tokens, pricer, budgets, dimensions.keys), config.retry_after_seconds)
     retention = Scheduler(
         store, config.retention_days, config.retention_payload_days, config.retention_interval_seconds
     ).start()

@@ -218,6 +218,9 @@ class Enforcer:
         if semconv.ENVIRONMENT not in who:
             values["environment"] = environment or None
         for keys, table in index:
+            for name in keys:  # a custom dimension the receiver declares (`llmtally.attributes(team=...)`)
+                if name not in values and name != "api_key":
+                    values[name] = who.get(attribution.DIMENSION_PREFIX + name)
             if "api_key" in keys and "api_key" not in values:  # hashing the key only when a budget names one
                 values["api_key"] = who[semconv.API_KEY] if semconv.API_KEY in who else key()
             budget = table.get(tuple(values.get(k) for k in keys))

@@ -11,6 +11,7 @@ from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..config import Config, ConfigError
+from ..dimensions import Dimensions
 from .periods import PERIODS, Period, ns
 
 Mode = Literal["soft", "hard"]
@@ -74,8 +75,12 @@ class Budget:
         return ZoneInfo(self.timezone)
 
     def filters(self) -> dict[str, str]:
-        """The scope as store dimension filters."""
-        return {SCOPE_DIMENSIONS[k]: v for k, v in self.scope.items()}
+        """The scope's built-in keys as store dimension filters."""
+        return {SCOPE_DIMENSIONS[k]: v for k, v in self.scope.items() if k in SCOPE_DIMENSIONS}
+
+    def dimensions(self) -> dict[str, str]:
+        """The scope's custom dimensions (declared under `dimensions:`), by key."""
+        return {k: v for k, v in self.scope.items() if k not in SCOPE_DIMENSIONS}
 
 
 @dataclass(frozen=True)
@@ -96,12 +101,16 @@ class BudgetSettings:
     @classmethod
     def from_config(cls, config: Config) -> BudgetSettings:
         """The budgets, credits and thresholds of a loaded configuration. Raises ConfigError naming the key."""
-        return cls.from_sections(config.budgets, config.credits, config.alerts)
+        dimensions = Dimensions.from_config(config).keys
+        return cls.from_sections(config.budgets, config.credits, config.alerts, dimensions)
 
     @classmethod
-    def from_sections(cls, budgets: Any = None, credits: Any = None, alerts: Any = None) -> BudgetSettings:
-        """Parses the three sections (None: absent). Raises ConfigError naming the offending key."""
-        return cls(_budgets(budgets), _credits(credits), _thresholds(alerts))
+    def from_sections(
+        cls, budgets: Any = None, credits: Any = None, alerts: Any = None, dimensions: tuple[str, ...] = ()
+    ) -> BudgetSettings:
+        """Parses the three sections (None: absent); a scope may name the declared custom `dimensions`. Raises
+        ConfigError naming the offending key."""
+        return cls(_budgets(budgets, dimensions), _credits(credits), _thresholds(alerts))
 
 
 def _list(value: Any, key: str) -> list[Any]:
@@ -151,7 +160,7 @@ def _usd(value: Any, key: str, *, positive: bool) -> int:
     return int(amount * NANO)
 
 
-def _budgets(value: Any) -> tuple[Budget, ...]:
+def _budgets(value: Any, dimensions: tuple[str, ...] = ()) -> tuple[Budget, ...]:
     budgets: list[Budget] = []
     for i, entry in enumerate(_list(value, "budgets")):
         key = f"budgets[{i}]"
@@ -162,7 +171,7 @@ def _budgets(value: Any) -> tuple[Budget, ...]:
         if any(b.name == name for b in budgets):
             raise ConfigError(f"{key}.name {name!r} is used by another budget")
         key = f"budgets[{i}] ({name})"
-        scope = _mapping(entry.get("scope") or {}, f"{key}.scope", frozenset(SCOPE_DIMENSIONS))
+        scope = _mapping(entry.get("scope") or {}, f"{key}.scope", frozenset((*SCOPE_DIMENSIONS, *dimensions)))
         timezone = _text(entry.get("timezone", "UTC"), f"{key}.timezone")
         try:
             ZoneInfo(timezone)

@@ -13,6 +13,8 @@ from typing import Any
 
 from ..normalise.record import usd
 from ..store import Store
+from ..store.json_sql import DIMENSIONS_COLUMN
+from ..store.select import Selection
 from .config import Budget, BudgetSettings, Credit
 from .periods import bounds, ns
 
@@ -117,7 +119,12 @@ class CreditState:
 def budget_state(store: Store, budget: Budget, now: datetime) -> BudgetState:
     """`budget` in the period holding `now`: the store's spend from the period's start up to `now`."""
     start, end = bounds(budget.period, now, budget.zone)
-    rows = store.usage([], ns(start), ns(now) + 1, budget.filters())
+    dimensions = budget.dimensions()
+    if dimensions:  # custom dimensions are not in the rollups: summed from the records
+        json = {(DIMENSIONS_COLUMN, k): (v,) for k, v in dimensions.items()}
+        rows = store.record_usage([Selection(ns(start), ns(now) + 1, budget.filters(), json=json)], [])
+    else:
+        rows = store.usage([], ns(start), ns(now) + 1, budget.filters())
     row = rows[0] if rows else {}
     return BudgetState(
         budget,

@@ -35,6 +35,17 @@ class ReceiverMetrics:
             "Records received again (span and audit event of one request, retried batches) and not counted",
             registry=registry,
         )
+        self.dimensions_dropped = Counter(
+            "llmtally_receiver_dimensions_dropped",
+            "Custom dimensions received on records but not declared under dimensions: (dropped)",
+            registry=registry,
+        )
+        self.label_overflow = Counter(
+            "llmtally_receiver_dimension_label_overflow",
+            "Records whose value of a dimension label was past its max_values and counted as `other`, by dimension",
+            ["dimension"],
+            registry=registry,
+        )
         self.queue_depth = Gauge("llmtally_receiver_queue_depth", "Records waiting to be stored", registry=registry)
         self.write_latency = Histogram(
             "llmtally_receiver_write_latency_seconds",

@@ -8,7 +8,7 @@ label sets, new ones are folded into `_other` so that a flood of distinct values
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -23,6 +23,7 @@ DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 OTHER = "_other"
+DIMENSION_OTHER = "other"  # a dimension label's value past its max_values
 
 # Counter families over LABELS: (name without _total, help, slot in the per-series sums).
 COUNTERS = (
@@ -53,8 +54,19 @@ class _Series:
 class RecordMetrics(Collector):
     """Prometheus families that stored records add up to."""
 
-    def __init__(self, max_series: int = 10_000) -> None:
+    def __init__(
+        self,
+        max_series: int = 10_000,
+        dimension_labels: Sequence[tuple[str, int]] = (),
+        overflow: Callable[[str], None] | None = None,
+    ) -> None:
+        """`dimension_labels`: custom dimensions that are labels too, each with its cap on distinct values (later
+        values are `other`; `overflow(key)` is called for each record so counted)."""
         self.max_series = max_series
+        self.dimension_labels = tuple(dimension_labels)
+        self.labels = (*LABELS, *(key for key, _ in self.dimension_labels))
+        self._overflow = overflow
+        self._dimension_values: dict[str, set[str]] = {key: set() for key, _ in self.dimension_labels}
         self._lock = threading.Lock()
         self._series: dict[tuple[str, ...], _Series] = {}
         self._errors: dict[tuple[str, ...], int] = {}
@@ -79,8 +91,8 @@ class RecordMetrics(Collector):
         """The counters move from `old`'s values to `new`'s when that is an increase of each (same labels, same
         outcome, no count or cost lower): the call then counts as its kept record. Otherwise they keep `old`'s
         (counters never go down). Either way the call counts once; histograms keep `old`'s observations."""
-        key = self._key(old)
-        if key != self._key(new) or (old.status, old.error_type) != (new.status, new.error_type):
+        key = self._key(old, counted=False)
+        if key != self._key(new, counted=False) or (old.status, old.error_type) != (new.status, new.error_type):
             return
         before, after = _counted(old), _counted(new)
         deltas = [b - a for a, b in zip(before, after, strict=True)]
@@ -94,8 +106,8 @@ class RecordMetrics(Collector):
         series.provider_nusd += deltas[-2]
         series.customer_nusd += deltas[-1]
 
-    def _key(self, record: Record) -> tuple[str, ...]:
-        key = (
+    def _key(self, record: Record, counted: bool = True) -> tuple[str, ...]:
+        key: tuple[str, ...] = (
             record.provider,
             record.operation,
             record.request_model,
@@ -104,9 +116,27 @@ class RecordMetrics(Collector):
             record.department or "",
             record.environment or "",
         )
+        if self.dimension_labels:
+            key += self._dimension_key(record, counted)
         if key not in self._series and len(self._series) >= self.max_series:
-            key = (record.provider, record.operation, OTHER, OTHER, OTHER, OTHER, OTHER)
+            key = (record.provider, record.operation, *[OTHER] * (len(self.labels) - 2))
         return key
+
+    def _dimension_key(self, record: Record, counted: bool) -> tuple[str, ...]:
+        """The record's values of the dimension labels, each past its cap of distinct values `other`."""
+        values = []
+        for name, most in self.dimension_labels:
+            value = record.dimensions.get(name, "")
+            seen = self._dimension_values[name]
+            if value and value not in seen:
+                if len(seen) < most:
+                    seen.add(value)
+                else:
+                    value = DIMENSION_OTHER
+                    if counted and self._overflow is not None:
+                        self._overflow(name)
+            values.append(value)
+        return tuple(values)
 
     def _add(self, record: Record) -> None:
         key = self._key(record)
@@ -163,31 +193,32 @@ class RecordMetrics(Collector):
             op_duration = list(self._op_duration.items())
             token_usage = list(self._token_usage.items())
             ratelimits = list(self._ratelimits.items())
+        labels = self.labels
         for slot, (name, help_text) in enumerate(COUNTERS):
-            family = CounterMetricFamily(name, help_text, labels=LABELS)
+            family = CounterMetricFamily(name, help_text, labels=labels)
             for key, s in series:
                 family.add_metric(key, s.sums[slot])
             yield family
-        family = CounterMetricFamily("completion_requests_error", "Failed LLM requests", labels=(*LABELS, "error_type"))
+        family = CounterMetricFamily("completion_requests_error", "Failed LLM requests", labels=(*labels, "error_type"))
         for error_key, count in errors:
             family.add_metric(error_key, count)
         yield family
         customer = CounterMetricFamily(
-            "completion_cost_usd", "Customer cost: provider cost x (1 + markup) + fee", labels=LABELS
+            "completion_cost_usd", "Customer cost: provider cost x (1 + markup) + fee", labels=labels
         )
-        provider = CounterMetricFamily("completion_provider_cost_usd", "Provider cost in USD", labels=LABELS)
+        provider = CounterMetricFamily("completion_provider_cost_usd", "Provider cost in USD", labels=labels)
         for key, s in series:
             customer.add_metric(key, s.customer_nusd * _NANO)
             provider.add_metric(key, s.provider_nusd * _NANO)
         yield customer
         yield provider
         yield _histograms(
-            "completion_duration_seconds", "LLM request duration", LABELS, [(k, s.duration) for k, s in series]
+            "completion_duration_seconds", "LLM request duration", labels, [(k, s.duration) for k, s in series]
         )
         yield _histograms(
             "completion_time_to_first_token_seconds",
             "Time to the first streamed chunk",
-            LABELS,
+            labels,
             [(k, s.ttft) for k, s in series if s.ttft.count],
         )
         yield _histograms(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
+from ..dimensions import Dimensions
 from ..metrics import Metrics
 from ..pipeline import Closed, Overloaded, Pipeline
 from ..price import Pricer
@@ -38,12 +39,14 @@ class Ingest:
         metrics: Metrics,
         ack_timeout: float = 30.0,
         workers: Workers | None = None,
+        dimensions: Dimensions | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.pricer = pricer
         self.metrics = metrics
         self.ack_timeout = ack_timeout
         self.workers = workers
+        self.dimensions = dimensions or Dimensions()  # the declared ones: others are dropped, counted
         # One request at a time takes its records out of a worker's answer and queues them, and only when they fit:
         # the records in this process stay within the queue, whatever the requests in flight hold.
         self._queueing = threading.Lock()
@@ -88,6 +91,9 @@ class Ingest:
                 if sender is not None:
                     sender.screen(found)
                 priced = found.records
+                dropped = self.dimensions.keep(priced)
+                if dropped:
+                    receiver.dimensions_dropped.inc(dropped)
                 future = self.pipeline.submit(priced)
             except Overloaded:
                 receiver.refused.labels("overloaded").inc()
