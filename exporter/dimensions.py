@@ -141,4 +141,3 @@ def _one(item: Any, index: int) -> Dimension:
     if not isinstance(most, int) or isinstance(most, bool) or not 1 <= most <= 10_000:
         raise ConfigError(f"{where}.max_values must be a whole number from 1 to 10000, not {most!r}")
     return Dimension(key, label, most)
-

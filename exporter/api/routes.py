@@ -160,8 +160,11 @@ def create_router(
     extra_query = query_dependency(declared)
 
     def asked_with_extra(
-        asked: Annotated[Asked, Depends(_asked)], extra: Annotated[dict[str, list[str]], Depends(extra_query)]
+        request: Request,
+        asked: Annotated[Asked, Depends(_asked)],
+        extra: Annotated[dict[str, list[str]], Depends(extra_query)],
     ) -> Asked:
+        extra_filters.refuse_unknown_params(request.query_params.keys())
         return replace(asked, extra=extra, dimensions=declared)
 
     AskedDep = Annotated[Asked, Depends(asked_with_extra)]

@@ -37,7 +37,7 @@ class ReceiverMetrics:
         )
         self.dimensions_dropped = Counter(
             "llmtally_receiver_dimensions_dropped",
-            "Custom dimensions received on records but not declared under dimensions: (dropped)",
+            "Custom dimensions not declared under dimensions: and dropped, per span or audit event received",
             registry=registry,
         )
         self.label_overflow = Counter(
