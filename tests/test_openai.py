@@ -287,6 +287,18 @@ def test_responses_create(telemetry, provider, stream):
     assert_counted_once(telemetry)
 
 
+def test_responses_reasoning_effort_format_and_tool_count_are_read_never_their_content(telemetry, provider):
+    tools: Any = [{"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}]
+    text: Any = {"format": {"type": "json_schema", "name": "answer", "schema": {"type": "object"}}}
+    with client(provider) as c:
+        c.responses.create(model=RESPONSES_MODEL, input="hi", reasoning={"effort": "high"}, text=text, tools=tools)
+    record, _ = only_record(telemetry)
+    assert record["gen_ai.request.reasoning_effort"] == "high"
+    assert record["llmtally.request.response_format"] == "json_schema"
+    assert record["llmtally.request.tool_count"] == 1
+    assert "lookup" not in json.dumps(record, default=str) and "answer" not in json.dumps(record, default=str)
+
+
 def test_responses_stream_helper_get_final_response(telemetry, provider):
     with client(provider) as c, c.responses.stream(model=RESPONSES_MODEL, input="hi") as stream:
         final = stream.get_final_response()

@@ -155,3 +155,12 @@ def test_rollups_and_metrics_count_each_call_once(runs: dict[str, Any]):
     assert metric_sum(exposition, "completion_tokens_prompt_total") == totals["input_tokens"]
     by_source = Counter(s for r in records for s in (r.seen_by or [r.source]))
     assert by_source["otel-genai"] and by_source["openllmetry"] and by_source["anthropic"]
+
+
+@pytest.mark.parametrize("name", [n for n, (names, _) in RUNS.items() if "llmtally" not in names])
+def test_peers_request_parameters_are_stored(runs: dict[str, Any], name: str):
+    """The app's Messages calls ask for max_tokens=256: the peers' spans say so (gen_ai.request.max_tokens), and the
+    stored record keeps it, whichever peer's record was kept."""
+    claude = [r for r in runs["records"][name] if r.request_model.startswith("claude")]
+    assert claude
+    assert all(r.params.get("max_tokens") == 256 for r in claude), [(r.source, r.params) for r in claude]
