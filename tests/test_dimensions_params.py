@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._logs import LoggerProvider
@@ -26,6 +25,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from prometheus_client.parser import text_string_to_metric_families
 
 import llmtally
 from llmtally.cli import main
@@ -192,7 +192,8 @@ def test_request_parameter_filters_refuse_what_they_cannot_use(served: Served, q
 
 def test_declared_dimensions_are_stored_and_undeclared_ones_dropped_and_counted(served: Served):
     (alice,) = served.json("/api/v1/requests", user="alice")["requests"]
-    assert served.json(f"/api/v1/requests/{alice['id']}")["dimensions"] == {"team": "platform", "billing_mode": "prepaid"}
+    detail = served.json(f"/api/v1/requests/{alice['id']}")
+    assert detail["dimensions"] == {"team": "platform", "billing_mode": "prepaid"}
     # alice's project, on her call's span and on its audit event
     assert metric_sum(served.metrics, "llmtally_receiver_dimensions_dropped_total") == 2
 
@@ -294,9 +295,40 @@ def test_commands_group_filter_and_export_by_dimension_and_parameter(served: Ser
 
 
 def test_the_app_refuses_a_dimension_key_it_cannot_carry():
-    with pytest.raises(ValueError, match="lower-case letters"):
-        with llmtally.attributes(Team="x"):
-            pass
-    with pytest.raises(ValueError, match="at most 16"):
-        with llmtally.attributes(**{f"d{i}": "x" for i in range(17)}):
-            pass
+    with pytest.raises(ValueError, match="lower-case letters"), llmtally.attributes(Team="x"):
+        pass
+    with pytest.raises(ValueError, match="at most 16"), llmtally.attributes(**{f"d{i}": "x" for i in range(17)}):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("dimensions", "message"),
+    [
+        ("team", "dimensions must be a list"),
+        (["Team"], "dimensions[0].key must be a name of lower-case letters"),
+        (["model"], "dimensions[0].key 'model' is a built-in name"),
+        (["team", {"key": "team"}], "team declared more than once"),
+        ([{"key": "tier", "label": "yes"}], "dimensions[0].label must be true or false"),
+        ([{"key": "tier", "label": True, "max_values": 0}], "dimensions[0].max_values must be a whole number"),
+        ([{"key": "tier", "cap": 3}], "dimensions[0]: unknown key(s) cap"),
+        ([f"d{i}" for i in range(33)], "at most 32 may be declared"),
+    ],
+)
+def test_bad_dimensions_are_refused_naming_the_key(capsys, tmp_path: Path, dimensions: Any, message: str):
+    config = tmp_path / "llmtally.yaml"
+    config.write_text(json.dumps({"dimensions": dimensions}))
+    code = main(["usage", "--by", "team", "--config", str(config), "--store", f"sqlite:///{tmp_path}/a.db"])
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_a_budget_may_scope_only_declared_dimensions(tmp_path: Path):
+    from llmtally.exporter.budgets.config import BudgetSettings
+    from llmtally.exporter.config import ConfigError, load
+
+    config = tmp_path / "llmtally.yaml"
+    config.write_text(json.dumps({"dimensions": ["team"], "budgets": BUDGETS}))
+    (budget,) = BudgetSettings.from_config(load(str(config), env={})).budgets
+    assert budget.dimensions() == {"team": "platform"} and budget.filters() == {}
+    config.write_text(json.dumps({"budgets": BUDGETS}))
+    with pytest.raises(ConfigError, match="team"):
+        BudgetSettings.from_config(load(str(config), env={}))
