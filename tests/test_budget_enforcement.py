@@ -274,6 +274,17 @@ def test_async_openai_and_anthropic_calls_are_refused_before_sending(telemetry, 
     assert telemetry.metric_sum("completion.budget.refusals", {"budget": "claude"}) == 2
 
 
+def test_a_hard_budget_on_a_custom_dimension_refuses_only_its_value(telemetry, provider, state, enforce):
+    state.budgets = [budget("platform", spent=5.0, scope={"team": "platform", "provider": "openai"})]
+    enforce()
+    with llmtally.attributes(team="platform"):
+        assert assert_refused(telemetry, provider, lambda: chat(provider), llmtally.BudgetExceeded).budget == "platform"
+    with llmtally.attributes(team="search"):
+        chat(provider)
+    assert telemetry.records()[-1]["llmtally.dim.team"] == "search"
+    chat(provider)  # no team
+
+
 def test_user_key_and_environment_scopes_match_what_the_record_says(telemetry, provider, state, enforce):
     state.budgets = [
         budget("bob", spent=5.0, scope={"user": "bob"}),
