@@ -17,6 +17,7 @@ from test_store_queries import (
     ADDED_BY_5,
     ADDED_BY_6,
     ADDED_BY_7,
+    ADDED_BY_8,
     D1,
     MINUTE,
     assert_rollups,
@@ -123,7 +124,7 @@ def write_as_schema_3(store: SQLStore, records: Sequence[Record]) -> None:
     """Writes records and full rollup rows as the code of schema 3 did (it had no narrow rollups)."""
     p = store.placeholder
     hourly = rollup.aggregate(records)
-    columns, rows = old_rows(records, (*ADDED_BY_5, *ADDED_BY_6, *ADDED_BY_7))
+    columns, rows = old_rows(records, (*ADDED_BY_5, *ADDED_BY_6, *ADDED_BY_7, *ADDED_BY_8))
     with store._transaction() as tx:
         tx.many(f"INSERT INTO completion_records ({', '.join(columns)}) VALUES ({', '.join([p] * len(columns))})", rows)
         for table in (rollup.HOURLY, rollup.DAILY):

@@ -253,6 +253,7 @@ def untiered(records: list[Record]) -> list[Record]:
 ADDED_BY_5 = ("cache_write_1h_tokens", "speed", "input_audio_tokens", "output_audio_tokens", "web_searches")
 ADDED_BY_6 = ("units",)
 ADDED_BY_7 = ("parent_span_id", "seen_by")
+ADDED_BY_8 = ("params", "dimensions")
 
 
 def old_rows(records: Sequence[Record], dropped: Sequence[str]) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -268,7 +269,7 @@ def write_before_v3(store: SQLStore, records: list[Record], rollups: Sequence[ro
     """Writes records and rollup rows the way the code before migration 3 did: no `service_tier` column on the
     records, none in the rollup key (the records have no tier, so dropping it from the key merges nothing)."""
     p = store.placeholder
-    columns, rows = old_rows(records, ("service_tier", *ADDED_BY_5, *ADDED_BY_6, *ADDED_BY_7))
+    columns, rows = old_rows(records, ("service_tier", *ADDED_BY_5, *ADDED_BY_6, *ADDED_BY_7, *ADDED_BY_8))
     key = 1 + rollup.DIMENSIONS.index("service_tier")
     hourly = rollup.aggregate(records)
     with store._transaction() as tx:
