@@ -332,3 +332,16 @@ def test_a_budget_may_scope_only_declared_dimensions(tmp_path: Path):
     config.write_text(json.dumps({"budgets": BUDGETS}))
     with pytest.raises(ConfigError, match="team"):
         BudgetSettings.from_config(load(str(config), env={}))
+
+
+def test_schemathesis_with_declared_dimensions_finds_no_server_error(served: Served, tmp_path: Path):
+    """The OpenAPI document lists `param.<name>` and each declared dimension with its type; fuzzing them (with
+    group_by) finds no 5xx and no answer outside the document."""
+    from test_api import fuzz
+
+    document = served.json("/api/v1/openapi.json")
+    names = {p["name"] for p in document["paths"]["/api/v1/usage"]["get"]["parameters"]}
+    assert {"team", "billing_mode", "param.temperature", "param.max_tokens"} <= names
+    code, output, cases = fuzz(served.url, tmp_path, max_examples=20)
+    assert code == 0, output[-6000:]
+    assert cases and all(case.find("failure") is None and case.find("error") is None for case in cases), output[-6000:]
