@@ -345,3 +345,25 @@ def test_schemathesis_with_declared_dimensions_finds_no_server_error(served: Ser
     code, output, cases = fuzz(served.url, tmp_path, max_examples=20)
     assert code == 0, output[-6000:]
     assert cases and all(case.find("failure") is None and case.find("error") is None for case in cases), output[-6000:]
+
+
+def test_request_parameters_are_typed_and_bounded_whoever_wrote_them():
+    from llmtally.exporter.normalise.request_params import request_params
+
+    assert request_params({"gen_ai.request.model": "m"}) == {}
+    found = request_params(
+        {
+            "gen_ai.request.temperature": "hot",  # not a number: left out
+            "gen_ai.request.top_p": float("nan"),  # not finite: left out
+            "gen_ai.request.max_completion_tokens": 128.0,  # a whole float is a whole number
+            "gen_ai.request.seed": 1.5,  # not whole: left out
+            "llm.top_k": 40,  # OpenLLMetry's
+            "gen_ai.request.n": 2,
+            "llm.chat.stop_sequences": tuple(f"stop-{i}" + "x" * 100 for i in range(20)),
+            "gen_ai.output.type": "json",  # a peer's output type
+            "gen_ai.request.reasoning_effort": "",  # empty: left out
+            "gen_ai.input.messages": "never kept",
+        }
+    )
+    assert found.pop("stop_sequences") == [(f"stop-{i}" + "x" * 100)[:64] for i in range(16)]
+    assert found == {"max_tokens": 128, "top_k": 40, "choice_count": 2, "response_format": "json"}
