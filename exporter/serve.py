@@ -27,6 +27,7 @@ from .receive.limits import return_freed_bodies
 from .receive.prepare import quiet_gc
 from .receive.tls import TLS
 from .receive.workers import Workers
+from .reports.route import add_route as statement_route
 from .store import open_store
 
 
@@ -90,7 +91,8 @@ def serve(config: Config) -> int:
         senders=senders,
         max_concurrent=config.max_concurrent_http_requests,
     )
-    install(app, create_router(store, tokens, pricer, budgets), config.retry_after_seconds)
+    more = [statement_route(store, pricer)]
+    install(app, create_router(store, tokens, pricer, budgets, more), config.retry_after_seconds)
     retention = Scheduler(
         store, config.retention_days, config.retention_payload_days, config.retention_interval_seconds
     ).start()

@@ -143,10 +143,15 @@ AskedDep = Annotated[Asked, Depends(_asked)]
 
 
 def create_router(
-    store: Store, tokens: Sequence[Token[Principal]], pricer: Pricer, budgets: BudgetSettings | None = None
+    store: Store,
+    tokens: Sequence[Token[Principal]],
+    pricer: Pricer,
+    budgets: BudgetSettings | None = None,
+    more: Sequence[Callable[[APIRouter, Any, Callable[[Filters, Principal | None], Filters]], None]] = (),
 ) -> APIRouter:
     """The /api/v1 routes over `store` and their OpenAPI document; with `tokens`, every call needs one (members see
-    only their own)."""
+    only their own). `more` adds routes of other parts: each is called with the router, the principal dependency
+    and the member scoping of filters."""
     budget_settings = budgets or BudgetSettings()
 
     def any_principal(
@@ -287,6 +292,8 @@ def create_router(
             credits = []
         return budget_report(states, credits, now)
 
+    for add in more:
+        add(router, Who, scoped)
     return router
 
 

@@ -14,6 +14,7 @@ from . import layers, rollup
 from .calls import Plan, Stored
 from .columns import COLUMN_LIST, row_to_record, to_json
 from .errors import StoreError
+from .report_runs import ReportRuns
 from .select import Cursor, Selection
 from .usage import usage_sql
 
@@ -53,7 +54,7 @@ class Transaction:
         self._executor.executemany(sql, params)
 
 
-class SQLStore(ABC):
+class SQLStore(ReportRuns, ABC):
     """The audit store over one SQL database (see `llmtally.exporter.store.Store` for the contract)."""
 
     placeholder: ClassVar[str]
