@@ -155,9 +155,15 @@ def to_pdf(body: dict[str, Any]) -> bytes:
     pdf.set_auto_page_break(True, margin=12)
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 12)
-    pdf.multi_cell(0, 7, _latin(_heading(body)))
+    pdf.multi_cell(0, 7, _latin(_heading(body)), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=8)
-    pdf.multi_cell(0, 5, _latin(f"Generated {body['generated_at']}; fingerprint {body['fingerprint']}"))
+    pdf.multi_cell(
+        0,
+        5,
+        _latin(f"Generated {body['generated_at']}; fingerprint {body['fingerprint']}"),
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
     pdf.ln(2)
     # Bars of customer cost per group.
     top = max((int(r["customer_cost_nusd"]) for r in body["rows"][:15]), default=0) or 1
@@ -176,7 +182,7 @@ def to_pdf(body: dict[str, Any]) -> bytes:
                 table_row.cell(_latin(cell))
     pdf.ln(2)
     for note in _notes(body):
-        pdf.multi_cell(0, 5, _latin(note))
+        pdf.multi_cell(0, 5, _latin(note), new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
 
 

@@ -35,6 +35,9 @@ FIGURES = (
     "unpriced_requests",
 )
 COSTS = ("provider_cost", "markup", "fee", "customer_cost")
+# A period is closed (its statement kept and compared) this long after its end: records of its last minutes may
+# still be on their way (batching, retries).
+CLOSED_AFTER_NS = 5 * 60 * 1_000_000_000
 MAX_LISTED_REPRICED = 100  # records named in a statement's `repriced` list (all are counted)
 
 Fees = Callable[[Record], int]
@@ -204,8 +207,8 @@ def _compare(
     now: int,
 ) -> dict[str, Any]:
     """How this statement compares with the first one kept of the same period, grouping and filters."""
-    if span.end_ns > now:
-        return {"closed": False, "message": "the period is not over: its figures may still change"}
+    if span.end_ns + CLOSED_AFTER_NS > now:
+        return {"closed": False, "message": "the period is not closed: its figures may still change"}
     key = identity(span, groups, filters)
     figures = _figures_of(body)
     mine = ReportRun(
