@@ -44,6 +44,7 @@ class Config:
     budgets: Any = None  # the raw budgets:, credits: and alerts: sections (checked by budgets.config)
     credits: Any = None
     alerts: Any = None
+    reports: Any = None  # the raw reports: section (checked by reports.config)
     path: str | None = None
 
 
@@ -73,7 +74,7 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
     },
 }
 _LISTS = {"receiver.ingest_tokens": "ingest_tokens"}  # lists of mappings, checked where they are used
-_TOP = {"store", "receiver", "metrics", "pricing", "api", "retention", "budgets", "credits", "alerts"}
+_TOP = {"store", "receiver", "metrics", "pricing", "api", "retention", "budgets", "credits", "alerts", "reports"}
 
 
 def load(path: str | None = None, *, env: Mapping[str, str] | None = None, **flags: str | int | None) -> Config:
@@ -146,6 +147,8 @@ def _read(path: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: pricing must be a mapping")
     values["pricing"] = pricing
     values.update({k: data[k] for k in ("budgets", "credits", "alerts") if data.get(k) is not None})
+    if data.get("reports") is not None:
+        values["reports"] = data["reports"]
     return values
 
 

@@ -25,6 +25,7 @@ _COLUMNS = (
     "figures",
     "attempts",
     "error",
+    "delivered",
 )
 
 # Migration 9 (both dialects).
@@ -41,7 +42,8 @@ MIGRATION = (
     fingerprint TEXT,
     figures TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
-    error TEXT
+    error TEXT,
+    delivered TEXT NOT NULL DEFAULT ''
 )""",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_name ON {TABLE} (name, period_start_ns)",
 )
@@ -65,6 +67,7 @@ class ReportRun:
     figures: str | None = None  # JSON
     attempts: int = 0
     error: str | None = None
+    delivered: str = ""  # the deliveries done, comma-separated (a retried run repeats only the others)
 
 
 class ReportRuns:
@@ -95,6 +98,7 @@ class ReportRuns:
             run.figures,
             run.attempts,
             run.error,
+            run.delivered,
         )
         sql = (
             f"INSERT INTO {TABLE} ({', '.join(_COLUMNS)}) VALUES ({', '.join([p] * len(_COLUMNS))}) "
@@ -115,13 +119,23 @@ class ReportRuns:
             return tx.run(sql, (now_ns, key, status, attempts, claimed_at_ns)) == 1
 
     def finish_report_run(self, run: ReportRun) -> None:
-        """Stores the outcome of a claimed run: status, generated time, fingerprint, figures, attempts, error."""
+        """Stores the outcome of a claimed run: status, generated time, fingerprint, figures, attempts, error, the
+        deliveries done."""
         p = self.placeholder
         sql = (
             f"UPDATE {TABLE} SET status = {p}, generated_at_ns = {p}, fingerprint = {p}, figures = {p}, "
-            f"attempts = {p}, error = {p} WHERE run_key = {p}"
+            f"attempts = {p}, error = {p}, delivered = {p} WHERE run_key = {p}"
         )
-        values = (run.status, run.generated_at_ns, run.fingerprint, run.figures, run.attempts, run.error, run.key)
+        values = (
+            run.status,
+            run.generated_at_ns,
+            run.fingerprint,
+            run.figures,
+            run.attempts,
+            run.error,
+            run.delivered,
+            run.key,
+        )
         with self._transaction() as tx:
             tx.run(sql, values)
 
