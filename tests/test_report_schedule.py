@@ -9,6 +9,7 @@ import base64
 import email
 import io
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from typing import Any
 import pypdf
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from test_api import record, write
 from test_statements import ALL, OCTOBER, PRICING, expected
 
@@ -33,6 +35,7 @@ from llmtally.exporter.reports.scheduler import ReportScheduler
 from llmtally.exporter.store import Store, open_store
 from pg_server import PostgresServer
 from receiver import Receiver, free_port
+from tls_certs import Authority
 
 HOUR = 3_600_000_000_000
 
@@ -415,3 +418,70 @@ def test_serve_delivers_scheduled_reports_once(serve_store: str, tmp_path: Path,
             assert r.stop() == 0
     logs = "".join(r.log.read_text() for r in receivers)
     assert logs.count(f"report yesterday ({day}) delivered") == 1
+
+
+def test_email_over_starttls_with_credentials_from_the_environment(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real SMTP server that requires STARTTLS (a certificate of the test's CA) and a login: the credentials come
+    from the environment variables the config names; without them the delivery fails, logged."""
+    authority = Authority(tmp_path)
+    server_pair = authority.issue("smtp", server=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(server_pair.cert, server_pair.key)
+    logins: list[tuple[str, str]] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        login, password = (v.decode() if isinstance(v, bytes) else v for v in (data.login, data.password))
+        logins.append((login, password))
+        return AuthResult(success=True)
+
+    box = Mailbox()
+    port = free_port()
+    controller = Controller(
+        box,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        require_starttls=True,
+        auth_required=True,
+        authenticator=authenticator,
+    )
+    controller.start()
+    try:
+        mail = {
+            "host": "127.0.0.1",
+            "port": port,
+            "from": "llmtally@example.com",
+            "to": "finance@example.com",
+            "starttls": True,
+            "ca_file": str(authority.pair.cert),
+            "username_env": "TEST_SMTP_USER",
+            "password_env": "TEST_SMTP_PASSWORD",
+            "retries": 0,
+        }
+        report = {**monthly(tmp_path), "formats": ["csv"], "deliver": {"email": mail}}
+        monkeypatch.setenv("TEST_SMTP_USER", "reports")
+        monkeypatch.delenv("TEST_SMTP_PASSWORD", raising=False)
+        logs: list[str] = []
+        clock = Clock("2026-11-01T07:00:00")
+        [failed] = scheduler(store, [report], clock, logs).run_due()
+        assert failed.status == "failed" and "$TEST_SMTP_PASSWORD" in (failed.error or "")
+        assert box.messages == [] and logins == []
+        assert any("to email: attempt 1 of 1 failed" in line for line in logs)
+
+        monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret-password")
+        clock.now += timedelta(minutes=10)
+        [delivered] = scheduler(store, [report], clock, logs).run_due()
+        assert delivered.status == "delivered"
+        assert logins == [("reports", "s3cret-password")]
+        [(_, recipients, message)] = box.messages
+        assert recipients == ["finance@example.com"]
+        [attachment] = [p for p in message.walk() if p.get_filename()]
+        assert attachment.get_filename() == "chargeback-2026-10.csv"
+        content = attachment.get_payload(decode=True)
+        assert isinstance(content, bytes)
+        assert f"\r\nTOTAL,{len(OCTOBER)}," in content.decode()
+    finally:
+        controller.stop()

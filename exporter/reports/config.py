@@ -26,7 +26,7 @@ _REPORT_KEYS = frozenset({"name", "schedule", "day", "at", "period", "by", "filt
 _DELIVER_KEYS = frozenset({"directory", "webhook", "email"})
 _WEBHOOK_KEYS = frozenset({"url", "timeout_seconds", "retries", "headers"})
 _EMAIL_KEYS = frozenset(
-    {"host", "port", "from", "to", "starttls", "username_env", "password_env", "timeout_seconds", "retries"}
+    {"host", "port", "from", "to", "starttls", "ca_file", "username_env", "password_env", "timeout_seconds", "retries"}
 )
 
 
@@ -49,6 +49,7 @@ class Email:
     password_env: str | None = None
     timeout_seconds: float = 30.0
     retries: int = 3
+    ca_file: str | None = None  # STARTTLS: trust this CA (PEM) instead of the system's
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ def _email(value: Any, key: str) -> Email:
         None if password_env is None else _text(password_env, f"{key}.password_env"),
         _number(data.get("timeout_seconds", 30.0), f"{key}.timeout_seconds", float, 0.1),
         _number(data.get("retries", 3), f"{key}.retries", int, 0),
+        None if data.get("ca_file") is None else _text(data["ca_file"], f"{key}.ca_file"),
     )
 
 

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import smtplib
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -94,7 +95,7 @@ def to_email(mail: Email, subject: str, text: str, files: Files, environ: Mappin
         message.add_attachment(content, maintype=main, subtype=sub, filename=name)
     with smtplib.SMTP(mail.host, mail.port, timeout=mail.timeout_seconds) as smtp:
         if mail.starttls:
-            smtp.starttls()
+            smtp.starttls(context=ssl.create_default_context(cafile=mail.ca_file))
         if mail.username_env and mail.password_env:
             user, password = env.get(mail.username_env), env.get(mail.password_env)
             if not user or not password:

@@ -67,7 +67,7 @@ class ReportScheduler:
         self._retry_after_ns = int(retry_after_seconds * 1e9)
         self._backoff_s = backoff_seconds
         self._log = log
-        self._lock = threading.Lock()  # one pass at a time; apply() between passes
+        self._lock = threading.Lock()  # one pass at a time
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="llmtally-reports", daemon=True)
@@ -77,9 +77,9 @@ class ReportScheduler:
         return self._reports
 
     def apply(self, reports: Sequence[ReportConfig]) -> None:
-        """Replaces the scheduled reports (a configuration reload) and looks for due ones at once."""
-        with self._lock:
-            self._reports = tuple(reports)
+        """Replaces the scheduled reports (a configuration reload; the next pass uses them, a pass under way finishes
+        with the old ones) and looks for due ones at once. Never waits for a pass."""
+        self._reports = tuple(reports)
         self._wake.set()
 
     def apply_config(self, config: Config) -> None:
@@ -111,7 +111,7 @@ class ReportScheduler:
         retry) is claimed, produced and delivered here unless another process claimed it."""
         with self._lock:
             outcomes = []
-            for report in self._reports:
+            for report in self._reports:  # the tuple of the pass's start, whatever apply() does meanwhile
                 if self._stop.is_set():
                     break
                 outcome = self._run(report)
