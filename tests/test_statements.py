@@ -329,3 +329,28 @@ def test_a_rerun_gives_the_same_numbers_until_records_are_repriced(served: Recei
     assert "repriced since" in html_text
     # October was not repriced: its statement still matches the first one kept.
     assert report(served, month="2026-10", group_by="department")["comparison"]["same"]
+
+
+def test_the_command_prints_a_table_and_writes_files(served: Receiver, tmp_path: Path, capsys) -> None:
+    config = config_of(served)
+    code = main(["report", "--config", config, "--month", "2026-10", "--by", "department", "--title", "Chargeback"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Chargeback 2026-10" in out and "total" in out and "research" in out
+    sources = Counter(r.price_source for r in OCTOBER)
+    assert f"genai-prices 0.0.0 openai/gpt-4o-mini ({sources['genai-prices 0.0.0 openai/gpt-4o-mini']})" in out
+    last = out.strip().splitlines()[-1]
+    assert last == "first statement kept" or last.startswith("same figures as the statement produced at"), last
+
+    assert main(["report", "--config", config, "--month", "2026-10", "--format", "csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0][0] == "all" and rows[-1][0] == "TOTAL" and rows[-1][1] == str(len(OCTOBER))
+
+    page = tmp_path / "october.html"
+    assert main(["report", "--config", config, "--month", "2026-10", "--format", "html", "-o", str(page)]) == 0
+    assert f"<td>TOTAL</td><td>{len(OCTOBER)}</td>" in page.read_text()
+
+    assert main(["report", "--config", config, "--month", "2026-10", "--format", "pdf"]) == 2
+    assert "--output" in capsys.readouterr().err
+    assert main(["report", "--config", config, "--month", "2026-10", "--by", "hour"]) == 2
+    assert "not hour" in capsys.readouterr().err

@@ -38,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="the same as --format json")
     parser.add_argument("--output", "-o", metavar="FILE", help="file to write (default: stdout; pdf needs a file)")
     parser.add_argument("--title", default="Statement", help="the statement's title (default Statement)")
+    parser.epilog = (
+        "Filters keep the requests whose dimension has the value given (several values: comma-separated); --status "
+        "success or error. Costs are USD with nine decimals (exact nano-USD in JSON); markup = customer cost - "
+        "provider cost - fee, the fee being the fixed fee of the pricing in force per charged request. A statement "
+        "of a closed period is kept the first time; a later one of the same period, grouping and filters says "
+        "whether its figures changed and which records were repriced since."
+    )
 
 
 _FIGURES: list[Column] = [
