@@ -26,7 +26,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from test_api import record, write
 from test_statements import ALL, OCTOBER, PRICING, expected
 
-from llmtally.exporter.config import ConfigError
+from llmtally.exporter.config import ConfigError, load
 from llmtally.exporter.price import Pricer, PricingConfig
 from llmtally.exporter.reports.config import parse
 from llmtally.exporter.reports.render import dollars
@@ -485,3 +485,25 @@ def test_email_over_starttls_with_credentials_from_the_environment(
         assert f"\r\nTOTAL,{len(OCTOBER)}," in content.decode()
     finally:
         controller.stop()
+
+
+def test_a_new_reports_config_applies_to_the_running_scheduler(store: Store, tmp_path: Path) -> None:
+    clock = Clock("2026-11-01T07:00:00")
+    running = scheduler(store, [], clock)
+    running.start()
+    try:
+        path = tmp_path / "llmtally.yaml"
+        path.write_text(json.dumps({"reports": [monthly(tmp_path)]}))
+        running.apply_config(load(str(path), env={}))
+        assert [r.name for r in running.reports] == ["chargeback"]
+        wait_for(lambda: (tmp_path / "out" / "chargeback-2026-10.pdf").exists(), timeout=10)  # woken at once
+        path.write_text(json.dumps({"reports": [{**monthly(tmp_path), "schedule": "hourly"}]}))
+        with pytest.raises(ConfigError, match=r"reports\.chargeback\.schedule"):
+            running.apply_config(load(str(path), env={}))
+        assert [r.schedule for r in running.reports] == ["monthly"]  # a bad section changes nothing
+        running.apply([])
+        assert running.reports == ()
+    finally:
+        running.close()
+    run = store.report_run("report:chargeback:2026-10")
+    assert run is not None and run.status == "delivered"

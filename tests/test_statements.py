@@ -201,6 +201,9 @@ def test_csv_html_and_pdf_show_the_numbers(served: Receiver, tmp_path: Path, cap
     by = {r["department"]: r for r in rows[:-1]}
     assert {k: by[k]["markup USD"] for k in want} == {k: dollars(v["markup_nusd"]) for k, v in want.items()}
 
+    by_feature = list(csv.DictReader(io.StringIO(get(served, month="2026-10", group_by="feature", format="csv").text)))
+    assert '\'=HYPERLINK("http://evil.example/","click")' in {r["feature"] for r in by_feature}  # formula-safe
+
     page = get(served, month="2026-10", group_by="department", format="html")
     assert page.headers["content-type"].startswith("text/html")
     cells = _table(page.text)
