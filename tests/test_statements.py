@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pypdf
 import pytest
+import yaml
 from test_api import record, write
 
 from llmtally.cli import main
@@ -357,3 +358,17 @@ def test_the_command_prints_a_table_and_writes_files(served: Receiver, tmp_path:
     assert "--output" in capsys.readouterr().err
     assert main(["report", "--config", config, "--month", "2026-10", "--by", "hour"]) == 2
     assert "not hour" in capsys.readouterr().err
+
+
+def test_a_changed_fixed_fee_is_named_as_the_cause(served: Receiver, tmp_path: Path, capsys) -> None:
+    report(served, month="2026-10", group_by="department")  # the reference is kept (if no test kept it before)
+    settings = yaml.safe_load(Path(config_of(served)).read_text())
+    settings["pricing"]["fixed_fee_usd"] = 0.000003
+    other = tmp_path / "llmtally.yaml"
+    other.write_text(yaml.safe_dump(settings))
+    body = cli_json(capsys, "report", "--config", str(other), "--month", "2026-10", "--by", "department")
+    comparison = body["comparison"]
+    assert comparison["same"] is False and "fixed fee" in comparison["message"]
+    assert {c["figure"] for c in comparison["changes"]} == {"fee_nusd", "markup_nusd"}
+    assert body["totals"]["customer_cost_nusd"] == sum(r.customer_cost_nusd or 0 for r in OCTOBER)
+    assert report(served, month="2026-10", group_by="department")["comparison"]["same"]  # the reference stays

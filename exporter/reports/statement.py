@@ -240,6 +240,11 @@ def _compare(
     out["changes"] = _changes(json.loads(kept.figures), figures, groups)
     out["repriced_records"] = len(later)
     out["repriced"] = [{k: v for k, v in r.items() if k != "time_unix_nano"} for r in later[:MAX_LISTED_REPRICED]]
-    cause = f"{len(later)} records were repriced since" if later else "records were added or removed since"
+    if later:
+        cause = f"{len(later)} records were repriced since"
+    elif all(c["figure"] in ("fee_nusd", "markup_nusd") for c in out["changes"]):
+        cause = "the fixed fee of the pricing in force changed since (the stored costs did not)"
+    else:
+        cause = "records were added or removed since"
     out["message"] = f"figures differ from the statement produced at {out['reference']}: {cause}"
     return out
