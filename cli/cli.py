@@ -124,6 +124,7 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
 SERVE_MODULES = frozenset(
     {"yaml", "fastapi", "starlette", "uvicorn", "psycopg", "prometheus_client", "genai_prices", "rich"}
 )
+SERVE_MODULES |= {"fpdf", "croniter"}  # statements as PDF, cron schedules of reports
 
 
 def main(argv: Sequence[str] | None = None) -> int:
