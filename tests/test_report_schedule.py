@@ -32,7 +32,7 @@ from llmtally.exporter.reports.config import parse
 from llmtally.exporter.reports.render import dollars
 from llmtally.exporter.reports.schedule import latest_fire
 from llmtally.exporter.reports.scheduler import ReportScheduler
-from llmtally.exporter.store import Store, open_store
+from llmtally.exporter.store import ReportRun, Store, open_store
 from pg_server import PostgresServer
 from receiver import Receiver, free_port
 from tls_certs import Authority
@@ -507,3 +507,19 @@ def test_a_new_reports_config_applies_to_the_running_scheduler(store: Store, tmp
         running.close()
     run = store.report_run("report:chargeback:2026-10")
     assert run is not None and run.status == "delivered"
+
+
+def test_a_claim_left_by_a_stopped_process_is_taken_over(store: Store, tmp_path: Path) -> None:
+    clock = Clock("2026-11-01T07:00:00")
+    key = "report:chargeback:2026-10"
+    claimed_at = clock.now - timedelta(minutes=10)
+    left = ReportRun(key, "chargeback", 0, 1, "department", "claimed", int(claimed_at.timestamp()) * 10**9)
+    assert store.claim_report_run(left)
+    assert not store.claim_report_run(left)  # the key is unique
+    runner = scheduler(store, [monthly(tmp_path)], clock)
+    assert runner.run_due() == []  # claimed 10 minutes ago: maybe still being produced elsewhere
+    clock.now += timedelta(minutes=6)
+    assert [(o.key, o.status) for o in runner.run_due()] == [(key, "delivered")]
+    assert (tmp_path / "out" / "chargeback-2026-10.csv").exists()
+    run = store.report_run(key)
+    assert run is not None and (run.status, run.attempts) == ("delivered", 1)
