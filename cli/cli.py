@@ -90,14 +90,19 @@ def _parser() -> argparse.ArgumentParser:
     price.add_argument("--config", help="llmtally.yaml with pricing overrides")
     add_json(price)
 
+    from .commands import statements
     from .commands.bundle import add_arguments
+
+    statements.add_arguments(
+        commands.add_parser("report", help="a statement for a period and a grouping: costs, markup, fee, price sources")
+    )
 
     add_arguments(commands.add_parser("bundle", help="write the Grafana, Prometheus, Alertmanager and collector stack"))
     return parser
 
 
 def _command(name: str) -> Callable[[argparse.Namespace], int]:
-    from .commands import budgets, bundle, records, reports
+    from .commands import budgets, bundle, records, reports, statements
 
     return {
         "bundle": bundle.bundle,
@@ -111,6 +116,7 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
         "cleanup": records.cleanup,
         "reprice": records.reprice,
         "price": records.price,
+        "report": statements.report,
     }[name]
 
 
@@ -118,6 +124,7 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
 SERVE_MODULES = frozenset(
     {"yaml", "fastapi", "starlette", "uvicorn", "psycopg", "prometheus_client", "genai_prices", "rich"}
 )
+SERVE_MODULES |= {"fpdf", "croniter"}  # statements as PDF, cron schedules of reports
 
 
 def main(argv: Sequence[str] | None = None) -> int:

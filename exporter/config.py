@@ -45,6 +45,7 @@ class Config:
     credits: Any = None
     alerts: Any = None
     dimensions: Any = None  # the raw dimensions: section (checked by exporter/dimensions.py)
+    reports: Any = None  # the raw reports: section (checked by reports.config)
     path: str | None = None
 
 
@@ -74,7 +75,19 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
     },
 }
 _LISTS = {"receiver.ingest_tokens": "ingest_tokens"}  # lists of mappings, checked where they are used
-_TOP = {"store", "receiver", "metrics", "pricing", "api", "retention", "budgets", "credits", "alerts", "dimensions"}
+_TOP = {
+    "store",
+    "receiver",
+    "metrics",
+    "pricing",
+    "api",
+    "retention",
+    "budgets",
+    "credits",
+    "alerts",
+    "dimensions",
+    "reports",
+}
 
 
 def load(path: str | None = None, *, env: Mapping[str, str] | None = None, **flags: str | int | None) -> Config:
@@ -149,6 +162,8 @@ def _read(path: str) -> dict[str, Any]:
     values.update({k: data[k] for k in ("budgets", "credits", "alerts") if data.get(k) is not None})
     if data.get("dimensions") is not None:
         values["dimensions"] = data["dimensions"]
+    if data.get("reports") is not None:
+        values["reports"] = data["reports"]
     return values
 
 

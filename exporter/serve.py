@@ -28,6 +28,9 @@ from .receive.limits import return_freed_bodies
 from .receive.prepare import quiet_gc
 from .receive.tls import TLS
 from .receive.workers import Workers
+from .reports.config import from_config as scheduled_reports
+from .reports.route import add_route as statement_route
+from .reports.scheduler import ReportScheduler
 from .store import open_store
 
 
@@ -45,6 +48,7 @@ def serve(config: Config) -> int:
     pricer = Pricer(PricingConfig.from_dict(config.pricing))
     budgets = BudgetSettings.from_config(config)
     dimensions = Dimensions.from_config(config)
+    scheduled = scheduled_reports(config)
     tokens = parse_tokens(config.api_tokens)
     host, port = split_address(config.http, "http")
     if not tokens and not is_loopback(host):
@@ -92,10 +96,12 @@ def serve(config: Config) -> int:
         senders=senders,
         max_concurrent=config.max_concurrent_http_requests,
     )
-    install(app, create_router(store, tokens, pricer, budgets, dimensions.keys), config.retry_after_seconds)
+    more = [statement_route(store, pricer)]
+    install(app, create_router(store, tokens, pricer, budgets, dimensions.keys, more), config.retry_after_seconds)
     retention = Scheduler(
         store, config.retention_days, config.retention_payload_days, config.retention_interval_seconds
     ).start()
+    reports = ReportScheduler(store, pricer, scheduled).start()  # reports.apply_config(...) takes a new reports:
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -131,6 +137,7 @@ def serve(config: Config) -> int:
         if workers is not None:
             workers.close()
         retention.close()
+        reports.close()
         pipeline.close()
         store.close()
         print("llmtally serve: stopped; every acknowledged batch is stored", file=sys.stderr, flush=True)

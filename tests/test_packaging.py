@@ -42,6 +42,8 @@ SERVE_DEPENDENCIES = {
     "prometheus-client",
     "genai-prices",
     "rich",
+    "fpdf2",
+    "croniter",
 }
 # Installed only by the receiver's stack (grpcio, protobuf and opentelemetry-proto also come with the OTLP exporter).
 RECEIVER_ONLY = {
@@ -54,6 +56,8 @@ RECEIVER_ONLY = {
     "prometheus-client",
     "genai-prices",
     "rich",
+    "fpdf2",
+    "croniter",
 }
 
 

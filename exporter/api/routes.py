@@ -93,9 +93,25 @@ class Asked:
     dimensions: tuple[str, ...] = ()
 
     def resolve(self, default: str, statuses: tuple[str, ...]) -> tuple[TimeRange, Filters]:
-        span = time_range(self.range_name, self.start, self.end, default=default)
+        return time_range(self.range_name, self.start, self.end, default=default), self.checked_filters(statuses)
+
+    def checked_filters(self, statuses: tuple[str, ...]) -> Filters:
+        """The filters alone (for calls that take their period in another form)."""
         filters = Filters.parse({**self.filters, "status": self.status}, statuses)
-        return span, replace(filters, json=extra_filters.parse(self.extra, self.dimensions))
+        return replace(filters, json=extra_filters.parse(self.extra, self.dimensions))
+
+
+@dataclass(frozen=True)
+class RouteKit:
+    """What routes added by other parts share with the API's own: the router, the dependencies that give the caller
+    and the checked query (`Annotated[Principal | None, Depends(kit.principal)]`), the member scoping of filters and
+    the declared custom dimensions."""
+
+    router: APIRouter
+    principal: Callable[..., Principal | None]
+    asked: Callable[..., Asked]
+    scoped: Callable[[Filters, Principal | None], Filters]
+    dimensions: tuple[str, ...]
 
 
 def _asked(
@@ -152,9 +168,11 @@ def create_router(
     pricer: Pricer,
     budgets: BudgetSettings | None = None,
     dimensions: Sequence[str] = (),
+    more: Sequence[Callable[[RouteKit], None]] = (),
 ) -> APIRouter:
     """The /api/v1 routes over `store` and their OpenAPI document; with `tokens`, every call needs one (members see
-    only their own). `dimensions`: the declared custom dimensions (filters and group_by names)."""
+    only their own). `dimensions`: the declared custom dimensions (filters and group_by names). `more` adds routes of
+    other parts: each is called with a `RouteKit` (the router and the dependencies its routes share)."""
     budget_settings = budgets or BudgetSettings()
     declared = tuple(dimensions)
     extra_query = query_dependency(declared)
@@ -307,6 +325,9 @@ def create_router(
             credits = []
         return budget_report(states, credits, now)
 
+    kit = RouteKit(router, principal, asked_with_extra, scoped, declared)
+    for add in more:
+        add(kit)
     return router
 
 

@@ -203,6 +203,15 @@ class Pricer:
         record.price_source = resolved.schedule.source
         record.priced = True
 
+    def fee_nusd(self, record: Record) -> int:
+        """The fixed fee (nano-USD) the pricing in force adds to a priced record's customer cost (0 for a record
+        unpriced or charged nothing): statements show it apart from the markup."""
+        if not record.priced or not record.customer_cost_nusd:
+            return 0
+        key = (record.provider, record.response_model, record.request_model)
+        resolved = self._resolved[key] if key in self._resolved else self._resolve(*key)
+        return 0 if resolved is None else int(resolved.fee_nusd.to_integral_value(ROUND_HALF_EVEN))
+
     def lookup(
         self, provider: str | None, model: str, when: datetime | None = None, tier: str | None = None
     ) -> PriceInfo | None:

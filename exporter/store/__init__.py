@@ -15,6 +15,7 @@ from typing import Protocol, Self
 from ..normalise.record import Record
 from .calls import Stored
 from .errors import RecordRejected, StoreError, StoreFull, StoreUnavailable
+from .report_runs import ReportRun
 from .rollup import UsageRow
 from .select import BadCursor, Cursor, Selection
 from .usage import GROUPS
@@ -24,6 +25,7 @@ __all__ = [
     "BadCursor",
     "Cursor",
     "RecordRejected",
+    "ReportRun",
     "Selection",
     "Store",
     "StoreError",
@@ -118,6 +120,17 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    # Kept statements and scheduled report runs (`report_runs.py`).
+    def claim_report_run(self, run: ReportRun) -> bool: ...
+
+    def reclaim_report_run(self, key: str, status: str, attempts: int, claimed_at_ns: int, now_ns: int) -> bool: ...
+
+    def finish_report_run(self, run: ReportRun) -> None: ...
+
+    def report_run(self, key: str) -> ReportRun | None: ...
+
+    def report_runs(self, name: str) -> list[ReportRun]: ...
 
     def __enter__(self) -> Self: ...
 

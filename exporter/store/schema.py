@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from . import report_runs
+
 Dialect = Literal["sqlite", "postgresql"]
 
 CREATE_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -343,6 +345,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         {"sqlite": _V7, "postgresql": (*_V7, _V7_LOCKS)},
     ),
     Migration(8, "request parameters and custom dimensions on records (JSON)", {"sqlite": _V8, "postgresql": _V8}),
+    Migration(
+        9,
+        "report_runs: kept statements and scheduled report runs",
+        {"sqlite": report_runs.MIGRATION, "postgresql": report_runs.MIGRATION},
+    ),
 )
 
 

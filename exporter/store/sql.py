@@ -15,6 +15,7 @@ from .calls import Plan, Stored
 from .columns import COLUMN_LIST, row_to_record, to_json
 from .errors import StoreError
 from .record_usage import record_usage_sql
+from .report_runs import ReportRuns
 from .select import Cursor, Selection
 from .usage import usage_sql
 
@@ -54,7 +55,7 @@ class Transaction:
         self._executor.executemany(sql, params)
 
 
-class SQLStore(ABC):
+class SQLStore(ReportRuns, ABC):
     """The audit store over one SQL database (see `llmtally.exporter.store.Store` for the contract)."""
 
     placeholder: ClassVar[str]
