@@ -54,8 +54,13 @@ def dept(n: int) -> str | None:
     return ("sales", "research", None)[n % 3]
 
 
+def team(n: int) -> dict[str, str]:
+    """A custom dimension (`team`, declared by the receiver) on most records."""
+    return {} if n % 4 == 3 else {"team": ("platform", "search")[n % 2]}
+
+
 def month_record(n: int, start_ns: int) -> Record:
-    fields: dict[str, Any] = {"record_id": f"s{n:015x}", "department": dept(n)}
+    fields: dict[str, Any] = {"record_id": f"s{n:015x}", "department": dept(n), "dimensions": team(n)}
     r = record(n, start_ns, **fields)
     if r.priced and n % 2 == 0:
         r.price_source = f"genai-prices 0.0.0 {r.provider}/{r.request_model}"
@@ -82,7 +87,7 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         server = request.getfixturevalue("pg_server")
         url = server.create_database()
     write(url, ALL[:20])
-    receiver = Receiver(workdir, url, api={"tokens": TOKENS}, pricing=PRICING).start()
+    receiver = Receiver(workdir, url, api={"tokens": TOKENS}, pricing=PRICING, dimensions=["team"]).start()
     try:
         write(url, ALL[20:])
         yield receiver
@@ -122,7 +127,7 @@ def expected(records: Sequence[Record], key: str = "department") -> dict[str, di
     """Per group value ('' for none): the figures a statement must show, from the records."""
     out: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
     for r in records:
-        e = out[getattr(r, key) or ""]
+        e = out[(getattr(r, key) if hasattr(r, key) else r.dimensions.get(key)) or ""]
         e["requests"] += 1
         e["input_tokens"] += r.input_tokens
         e["output_tokens"] += r.output_tokens
@@ -372,3 +377,16 @@ def test_a_changed_fixed_fee_is_named_as_the_cause(served: Receiver, tmp_path: P
     assert {c["figure"] for c in comparison["changes"]} == {"fee_nusd", "markup_nusd"}
     assert body["totals"]["customer_cost_nusd"] == sum(r.customer_cost_nusd or 0 for r in OCTOBER)
     assert report(served, month="2026-10", group_by="department")["comparison"]["same"]  # the reference stays
+
+
+def test_statement_by_a_custom_dimension(served: Receiver, capsys) -> None:
+    """A dimension declared in llmtally.yaml groups a statement like a built-in one (API and command): fees, markup
+    and price sources land in the dimension's groups, not in the empty one."""
+    want = expected(OCTOBER, "team")
+    assert set(want) == {"platform", "search", ""}
+    body = report(served, month="2026-10", group_by="team")
+    assert {row["team"] or "": {k: row[k] for k in FIGURES} for row in body["rows"]} == want
+    by_cli = cli_json(capsys, "report", "--config", config_of(served), "--month", "2026-10", "--by", "team")
+    assert {row["team"] or "": {k: row[k] for k in FIGURES} for row in by_cli["rows"]} == want
+    only = report(served, month="2026-10", team="search")
+    assert only["totals"]["customer_cost_nusd"] == want["search"]["customer_cost_nusd"]

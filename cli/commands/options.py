@@ -70,6 +70,11 @@ def declared_dimensions(args: argparse.Namespace) -> tuple[str, ...]:
 
 def asked(args: argparse.Namespace) -> tuple[TimeRange, Filters]:
     span = time_range(args.range, args.start, args.end, default=args.default_range)
+    return span, asked_filters(args)
+
+
+def asked_filters(args: argparse.Namespace) -> Filters:
+    """The filters of the command's options (--param and --dim included)."""
     values: dict[str, str | None] = {name: getattr(args, f"filter_{name}") for name in FILTERS}
     filters = Filters.parse({**values, "status": args.status}, args.statuses)
     params = extra_filters.pairs(args.param, "--param")
@@ -77,7 +82,7 @@ def asked(args: argparse.Namespace) -> tuple[TimeRange, Filters]:
     if extra:
         dims = declared_dimensions(args) if args.dim else ()
         filters = replace(filters, json=extra_filters.parse(extra, dims))
-    return span, filters
+    return filters
 
 
 def print_json(value: Any) -> None:

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from llmtally.exporter.api.params import FILTERS, GROUPS, USAGE_STATUSES, Filters, group_by
+from llmtally.exporter.api.params import GROUPS, USAGE_STATUSES, group_by
 
-from .options import add_filters, add_store, print_json
+from .options import add_filters, add_store, asked_filters, declared_dimensions, print_json
 from .tables import Column, count, money, show, text
 
 _DIMENSIONS = [g for g in GROUPS if g not in ("hour", "day")]
@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--by",
         metavar="GROUPS",
-        help=f"comma-separated dimensions to group by, among: {', '.join(_DIMENSIONS)} (default: one total)",
+        help=f"comma-separated dimensions to group by, among: {', '.join(_DIMENSIONS)} and the custom dimensions "
+        "declared in llmtally.yaml (default: one total)",
     )
     add_filters(parser, USAGE_STATUSES)
     parser.add_argument(
@@ -70,10 +71,9 @@ def report(args: argparse.Namespace) -> int:
     if fmt == "pdf" and not args.output:
         raise ValueError("--format pdf needs --output FILE")
     span = periods.period(args.month, args.week, args.day, args.start, args.end)
-    names = group_by(args.by)
+    names = group_by(args.by, declared_dimensions(args) if args.by else ())
     statement.check_groups(names)
-    values: dict[str, str | None] = {name: getattr(args, f"filter_{name}") for name in FILTERS}
-    filters = Filters.parse({**values, "status": args.status}, USAGE_STATUSES)
+    filters = asked_filters(args)
     config = load(args.config, store=args.store)
     pricer = Pricer(PricingConfig.from_dict(config.pricing))
     with open_store(config.store) as store:

@@ -59,9 +59,13 @@ class _Extra:
     repriced: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _value(summary: dict[str, Any], group: str) -> str:
-    value = summary.get(group)
+def _text(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def _value(record: Record, summary: dict[str, Any], group: str) -> str:
+    """A record's value of a group name: a request-log field, else a custom dimension."""
+    return _text(summary[group] if group in summary else record.dimensions.get(group))
 
 
 def _repricings(record: Record) -> list[dict[str, Any]]:
@@ -85,7 +89,7 @@ def _extras(
     found: dict[tuple[str, ...], _Extra] = {}
     for record in filters.records(store, span):
         summary = reports.request_summary(record)
-        key = tuple(_value(summary, g) for g in groups)
+        key = tuple(_value(record, summary, g) for g in groups)
         extra = found.setdefault(key, _Extra())
         extra.fee_nusd += fees(record)
         extra.sources[record.price_source or "unpriced"] += 1
@@ -159,7 +163,7 @@ def build(
     rows = []
     repriced: list[dict[str, Any]] = []
     for row in usage["rows"]:
-        key = tuple(_value(row, g) for g in groups)
+        key = tuple(_text(row[g]) for g in groups)
         extra = extras.get(key, _Extra())
         repriced.extend(extra.repriced)
         rows.append({**{g: row[g] for g in groups}, **_figures(row, extra)})
