@@ -254,11 +254,20 @@ class Sampler:
         self._thread.join()
 
 
+_BUSY = ("429", "503", "RESOURCE_EXHAUSTED", "UNAVAILABLE")
+
+
 def flood(
-    receiver: Receiver, seconds: float, senders: int, limit: int, kinds: set[str] | None = None
+    receiver: Receiver,
+    seconds: float,
+    senders: int,
+    limit: int,
+    kinds: set[str] | None = None,
+    until_answered: float = 0,
 ) -> collections.Counter[str]:
     """Sends every kind of body (or those named in `kinds`) from `senders` threads per transport for `seconds`; the
-    answers, counted."""
+    answers, counted. With `until_answered`, goes on (up to that many seconds in all) until every kind has had an
+    answer other than busy, so that a short run on a loaded machine still takes every path."""
     valid, as_json = maximal_protobuf(limit), maximal_json(limit)
     tiny, heavy = maximal_tiny(limit), maximal_heavy(limit)
     zipped, bomb = gzip.compress(valid, 1), gzip_bomb(64 * limit)
@@ -281,7 +290,19 @@ def flood(
         grpc_kinds = [kind for kind in grpc_kinds if kind[0] in kinds]
     answers: collections.Counter[str] = collections.Counter()
     lock = threading.Lock()
-    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+    # gRPC answers a message past its size with RESOURCE_EXHAUSTED, as it answers busy: that kind is not waited for.
+    names = [kind[0] for kind in http_kinds] + [kind[0] for kind in grpc_kinds if kind[0] != "grpc-too-large"]
+
+    def going() -> bool:
+        took = time.monotonic() - started
+        if took < seconds:
+            return True
+        if took >= until_answered:
+            return False
+        with lock:
+            answered = {k.rsplit(" ", 1)[0] for k, n in answers.items() if n and not k.endswith(_BUSY)}
+        return not answered.issuperset(names)
 
     def count(kind: str, answer: str) -> None:
         with lock:
@@ -289,7 +310,7 @@ def flood(
 
     def http_sender(n: int) -> None:
         with httpx.Client(timeout=120) as client:
-            while time.monotonic() < deadline:
+            while going():
                 kind, body, headers = http_kinds[n % len(http_kinds)]
                 n += 1
                 try:
@@ -301,7 +322,7 @@ def flood(
         options = [("grpc.max_send_message_length", -1)]
         with grpc.insecure_channel(f"127.0.0.1:{receiver.grpc_port}", options=options) as channel:
             export = channel.unary_unary(EXPORT)
-            while time.monotonic() < deadline:
+            while going():
                 kind, body = grpc_kinds[n % len(grpc_kinds)]
                 n += 1
                 try:
@@ -319,7 +340,13 @@ def flood(
     return answers
 
 
-def run(seconds: float, senders: int, settings: dict[str, Any], kinds: set[str] | None = None) -> dict[str, Any]:
+def run(
+    seconds: float,
+    senders: int,
+    settings: dict[str, Any],
+    kinds: set[str] | None = None,
+    until_answered: float = 0,
+) -> dict[str, Any]:
     """One flood against a new receiver with `settings` (its llmtally.yaml `receiver:` keys); the figures."""
     limit = settings["max_request_bytes"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -327,7 +354,7 @@ def run(seconds: float, senders: int, settings: dict[str, Any], kinds: set[str] 
         try:
             with Sampler(receiver) as sampler:
                 started = time.monotonic()
-                answers = flood(receiver, seconds, senders, limit, kinds)
+                answers = flood(receiver, seconds, senders, limit, kinds, until_answered)
                 took = time.monotonic() - started
             metrics = httpx.get(f"{receiver.url}/metrics", timeout=30).text
         finally:
@@ -373,6 +400,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queue-records", type=int, default=100_000)
     parser.add_argument("--workers", type=int, help="worker processes (default: serve's, one per CPU)")
     parser.add_argument("--kinds", nargs="+", help="only these kinds of body (default: all; names as in the answers)")
+    parser.add_argument(
+        "--until-answered",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="go on past --seconds (up to this many in all) until every kind had an answer other than busy",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     args = parser.parse_args(argv)
     settings: dict[str, Any] = {
@@ -382,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
         "queue_records": args.queue_records,
         **({"workers": args.workers} if args.workers is not None else {}),
     }
-    figures = run(args.seconds, args.senders, settings, set(args.kinds) if args.kinds else None)
+    figures = run(args.seconds, args.senders, settings, set(args.kinds) if args.kinds else None, args.until_answered)
     if args.json:
         print(json.dumps(figures))
         return
