@@ -44,6 +44,8 @@ class Config:
     budgets: Any = None  # the raw budgets:, credits: and alerts: sections (checked by budgets.config)
     credits: Any = None
     alerts: Any = None
+    timezone: str = "UTC"  # week and month buckets of the reports (checked by api.settings)
+    health: Any = None  # the raw health: section (checked by api.settings)
     path: str | None = None
 
 
@@ -74,6 +76,7 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
 }
 _LISTS = {"receiver.ingest_tokens": "ingest_tokens"}  # lists of mappings, checked where they are used
 _TOP = {"store", "receiver", "metrics", "pricing", "api", "retention", "budgets", "credits", "alerts"}
+_TOP |= {"timezone", "health"}
 
 
 def load(path: str | None = None, *, env: Mapping[str, str] | None = None, **flags: str | int | None) -> Config:
@@ -146,6 +149,7 @@ def _read(path: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: pricing must be a mapping")
     values["pricing"] = pricing
     values.update({k: data[k] for k in ("budgets", "credits", "alerts") if data.get(k) is not None})
+    values.update({k: data[k] for k in ("timezone", "health") if data.get(k) is not None})
     return values
 
 

@@ -11,6 +11,7 @@ import uvicorn
 
 from .api.auth import parse_tokens
 from .api.routes import create_router, install
+from .api.settings import Analytics
 from .budgets.config import BudgetSettings
 from .budgets.metrics import BudgetMetrics
 from .config import Config, ConfigError, is_loopback, split_address
@@ -43,6 +44,7 @@ def serve(config: Config) -> int:
     """Runs the receiver; returns once it has stopped cleanly (every acknowledged batch stored)."""
     pricer = Pricer(PricingConfig.from_dict(config.pricing))
     budgets = BudgetSettings.from_config(config)
+    analytics = Analytics.from_config(config)
     tokens = parse_tokens(config.api_tokens)
     host, port = split_address(config.http, "http")
     if not tokens and not is_loopback(host):
@@ -90,7 +92,7 @@ def serve(config: Config) -> int:
         senders=senders,
         max_concurrent=config.max_concurrent_http_requests,
     )
-    install(app, create_router(store, tokens, pricer, budgets), config.retry_after_seconds)
+    install(app, create_router(store, tokens, pricer, budgets, analytics), config.retry_after_seconds)
     retention = Scheduler(
         store, config.retention_days, config.retention_payload_days, config.retention_interval_seconds
     ).start()

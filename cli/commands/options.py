@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from llmtally.exporter.api.params import FILTERS, RANGES, Filters, TimeRange, time_range
+from llmtally.exporter.api.settings import Analytics
 from llmtally.exporter.store import Store, open_store
 
 
@@ -18,7 +19,7 @@ def add_store(parser: argparse.ArgumentParser) -> None:
 
 def add_range(parser: argparse.ArgumentParser, default: str) -> None:
     group = parser.add_argument_group("time range (UTC)")
-    group.add_argument("--range", choices=RANGES, help=f"default {default}; custom needs --start")
+    group.add_argument("--range", choices=RANGES, help=f"default {default}; 1h is the last hour; custom needs --start")
     group.add_argument("--start", help="ISO 8601 date or date-time")
     group.add_argument("--end", help="ISO 8601 date (inclusive) or date-time (exclusive); default now")
     parser.set_defaults(default_range=default)
@@ -28,7 +29,8 @@ def add_filters(parser: argparse.ArgumentParser, statuses: tuple[str, ...]) -> N
     group = parser.add_argument_group("filters")
     for name in FILTERS:
         group.add_argument(f"--{name.replace('_', '-')}", dest=f"filter_{name}", metavar="VALUE")
-    group.add_argument("--status", choices=statuses)
+    group.add_argument("--status", metavar="STATUS", help=f"{', '.join(statuses)}, or an HTTP status code such as 429")
+    group.add_argument("--http-status", metavar="CODE", help="the exact HTTP status code (429, 500, ...)")
     parser.set_defaults(statuses=statuses)
 
 
@@ -47,7 +49,15 @@ def open_from(args: argparse.Namespace) -> Store:
 def asked(args: argparse.Namespace) -> tuple[TimeRange, Filters]:
     span = time_range(args.range, args.start, args.end, default=args.default_range)
     values: dict[str, str | None] = {name: getattr(args, f"filter_{name}") for name in FILTERS}
-    return span, Filters.parse({**values, "status": args.status}, args.statuses)
+    status = {"status": args.status, "http_status": args.http_status}
+    return span, Filters.parse({**values, **status}, args.statuses)
+
+
+def analytics_from(args: argparse.Namespace) -> Analytics:
+    """The `timezone:` and `health:` settings of the command's llmtally.yaml."""
+    from llmtally.exporter.config import load
+
+    return Analytics.from_config(load(args.config, store=args.store))
 
 
 def print_json(value: Any) -> None:

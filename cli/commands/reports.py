@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from llmtally.exporter.api import reports
-from llmtally.exporter.api.params import Filters, TimeRange, group_by
+from llmtally.exporter.api.params import Filters, TimeRange, check_buckets, group_by
 from llmtally.exporter.store import Store
 
-from .options import asked, open_from, print_json
+from .options import analytics_from, asked, open_from, print_json
 from .tables import Column, count, millis, money, percent, show, text
 
 _FIGURES: list[Column] = [
@@ -24,6 +24,9 @@ _FIGURES: list[Column] = [
     ("cost", "customer_cost_usd", money),
     ("unpriced", "unpriced_requests", count),
     ("avg latency", "avg_latency_ms", millis),
+    ("cost/request", "avg_cost_per_request_usd", money),
+    ("cost/1k tokens", "cost_per_1k_tokens_usd", money),
+    ("members", "active_members", count),
 ]
 
 
@@ -47,7 +50,13 @@ def _period(report: dict[str, Any]) -> str:
 
 def usage(args: argparse.Namespace) -> int:
     names = group_by(args.by)
-    report = _report(args, lambda store, span, filters: reports.usage(store, span, filters, names))
+    zone = analytics_from(args).timezone
+
+    def build(store: Store, span: TimeRange, filters: Filters) -> dict[str, Any]:
+        check_buckets(span, names)
+        return reports.usage(store, span, filters, names, zone)
+
+    report = _report(args, build)
     if report is None:
         return 0
     columns: list[Column] = [(g, g, text) for g in names]
@@ -93,12 +102,13 @@ def requests(args: argparse.Namespace) -> int:
                 )
             return 0
         span, filters = asked(args)
-        page = reports.request_log(store, span, filters, args.limit, args.cursor)
+        page = reports.request_log(store, span, filters, args.limit, args.cursor, args.sort)
     if args.json:
         print_json(page)
         return 0
     more = f"more: llmtally requests --cursor {page['next_cursor']} ..." if page["next_cursor"] else None
-    show(f"Requests {_period(page)}, newest first", page["requests"], _LOG, caption=more)
+    order = "newest first" if page["sort"] == "-time" else f"sorted by {page['sort']}"
+    show(f"Requests {_period(page)}, {order}", page["requests"], _LOG, caption=more)
     return 0
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ..normalise.record import Record, usd
 from ..store import Store, UsageRow
 from ..store.rollup import FLOAT_SUMS, INT_SUMS, TOKENS
 from ..store.select import Cursor
-from .params import BUCKET_WIDTH, FILTERS, Filters, TimeRange, buckets, group_column, iso
+from .params import BUCKET_WIDTH, FILTERS, Filters, TimeRange, buckets, group_column, iso, sort_order
+from .periods import PERIODS, label, periods
 
 _ZERO: UsageRow = {**dict.fromkeys((*INT_SUMS, "ttft_count"), 0), **dict.fromkeys(FLOAT_SUMS, 0.0)}
 _PUBLIC = {column: name for name, column in FILTERS.items()}
@@ -42,6 +44,15 @@ def figures(row: Mapping[str, Any]) -> dict[str, Any]:
         "unpriced_requests": int(row["unpriced_requests"]),
         "avg_latency_ms": round(float(row["duration_s_sum"]) * 1000 / requests, 3) if requests else None,
         "avg_ttft_ms": round(float(row["ttft_s_sum"]) * 1000 / ttft_count, 3) if ttft_count else None,
+        **averages(int(row["customer_cost_nusd"]), requests, int(row["total_tokens"])),
+    }
+
+
+def averages(cost_nusd: int, requests: int, tokens: int) -> dict[str, float | None]:
+    """Customer cost per request and per 1,000 tokens, in USD (None without requests or tokens)."""
+    return {
+        "avg_cost_per_request_usd": round(cost_nusd / requests / 1e9, 9) if requests else None,
+        "cost_per_1k_tokens_usd": round(cost_nusd * 1000 / tokens / 1e9, 9) if tokens else None,
     }
 
 
@@ -53,9 +64,9 @@ def _sum_rows(rows: Sequence[UsageRow]) -> UsageRow:
     return total
 
 
-def _fill(rows: list[UsageRow], names: Sequence[str], span: TimeRange) -> list[UsageRow]:
-    """Rows for the hour/day buckets with no requests (zeros), for every combination of the other groups seen."""
-    time_name = next((n for n in names if n in BUCKET_WIDTH), None)
+def _fill(rows: list[UsageRow], names: Sequence[str], time_name: str | None, slots: Sequence[Any]) -> list[UsageRow]:
+    """Rows for the time buckets (`slots`) with no requests (zeros), for every combination of the other groups
+    seen."""
     if time_name is None:
         return rows
     others = [n for n in names if n != time_name]
@@ -64,10 +75,10 @@ def _fill(rows: list[UsageRow], names: Sequence[str], span: TimeRange) -> list[U
     filled = list(rows)
     for combo in combos:
         values = dict(zip(others, combo, strict=True))
-        for bucket in buckets(span, BUCKET_WIDTH[time_name]):
+        for bucket in slots:
             key = {**values, time_name: bucket}
             if tuple(key[n] for n in names) not in seen:
-                filled.append({**key, **_ZERO})
+                filled.append({**key, **_ZERO, "active_members": 0})
     filled.sort(key=lambda row: tuple(row[n] for n in names))
     return filled
 
@@ -76,21 +87,58 @@ def _group_value(name: str, value: Any) -> Any:
     return iso(int(value)) if name in BUCKET_WIDTH else value
 
 
-def usage(store: Store, span: TimeRange, filters: Filters, groups: Sequence[str]) -> dict[str, Any]:
-    """Sums per group (public names, hour/day as RFC 3339 bucket starts) over the range, with empty time buckets
-    filled, plus the totals."""
+def _with_members(
+    store: Store, filters: Filters, columns: Sequence[str], start_ns: int, end_ns: int
+) -> tuple[list[UsageRow], set[str]]:
+    """The usage rows of [start_ns, end_ns) with their active members (distinct users with a request), and every
+    member seen: one usage query more, grouped by user as well."""
+    rows = filters.usage(store, columns, start_ns, end_ns)
+    by_user = rows if "user_id" in columns else filters.usage(store, [*columns, "user_id"], start_ns, end_ns)
+    members: dict[tuple[Any, ...], set[str]] = {}
+    for row in by_user:
+        if row["user_id"] and int(row["requests"]):
+            members.setdefault(tuple(row[c] for c in columns), set()).add(str(row["user_id"]))
+    for row in rows:
+        row["active_members"] = len(members.get(tuple(row[c] for c in columns), ()))
+    return rows, set().union(*members.values())
+
+
+def usage(
+    store: Store, span: TimeRange, filters: Filters, groups: Sequence[str], zone: ZoneInfo | None = None
+) -> dict[str, Any]:
+    """Sums per group (public names; hour/day as RFC 3339 UTC bucket starts, week/month as the local start in
+    `zone` with its offset) over the range, with empty time buckets filled, plus the totals; each with the active
+    members (distinct users). A week or month is one exact usage query per bucket."""
     columns = [group_column(g) for g in groups]
-    rows = filters.usage(store, columns, span.start_ns, span.end_ns)
-    rows = _fill(rows, columns, span)
+    period = next((c for c in columns if c in PERIODS), None)
+    time_name = next((c for c in columns if c in BUCKET_WIDTH), period)
+    members: set[str] = set()
+    if period is None:
+        rows, members = _with_members(store, filters, columns, span.start_ns, span.end_ns)
+        slots: list[Any] = buckets(span, BUCKET_WIDTH[time_name]) if time_name else []
+    else:
+        rest = [c for c in columns if c != period]
+        rows, slots = [], []
+        for start, end, local in periods(span.start_ns, span.end_ns, period, zone or ZoneInfo("UTC")):
+            part, seen = _with_members(store, filters, rest, start, end)
+            rows += [{**row, period: label(local)} for row in part]
+            slots.append(label(local))
+            members |= seen
+    rows = _fill(rows, columns, time_name, slots)
     return {
         "range": span.as_json(),
         "group_by": list(groups),
         "filters": filters.as_json(),
+        "timezone": str(zone or "UTC") if period else "UTC",
         "rows": [
-            {**{g: _group_value(g, row[c]) for g, c in zip(groups, columns, strict=True)}, **figures(row)}
+            {
+                **{g: _group_value(g, row[c]) for g, c in zip(groups, columns, strict=True)},
+                **figures(row),
+                "active_members": row["active_members"],
+            }
             for row in rows
         ],
-        "totals": figures(_sum_rows(rows)),
+        "totals": {**figures(_sum_rows(rows)), "active_members": len(members)},
     }
 
 
@@ -160,13 +208,17 @@ def request_detail(r: Record) -> dict[str, Any]:
 
 
 def request_log(
-    store: Store, span: TimeRange, filters: Filters, limit: int, cursor: str | None = None
+    store: Store, span: TimeRange, filters: Filters, limit: int, cursor: str | None = None, sort: str | None = None
 ) -> dict[str, Any]:
-    """One page of the request log, newest first, and the cursor of the next page (None after the last)."""
-    records, following = filters.page(store, span, limit, Cursor.decode(cursor) if cursor else None)
+    """One page of the request log in `sort` order (see `sort_order`; default newest first) and the cursor of the
+    next page (None after the last)."""
+    key, descending = sort_order(sort)
+    at = Cursor.decode(cursor) if cursor else None
+    records, following = filters.page(store, span, limit, at, newest_first=descending, sort=key)
     return {
         "range": span.as_json(),
         "filters": filters.as_json(),
+        "sort": f"{'-' if descending else ''}{key}",
         "requests": [request_summary(r) for r in records],
         "next_cursor": following.encode() if following else None,
     }

@@ -21,10 +21,12 @@ from ..price import Pricer
 from ..store import BadCursor, Store, StoreError
 from . import export, reports
 from .auth import Principal, Token, authenticate
+from .known import refuse_unknown_parameters
 from .params import (
     FILTERS,
     GROUPS,
     LOG_STATUSES,
+    SORTS,
     USAGE_STATUSES,
     Filters,
     QueryError,
@@ -35,6 +37,7 @@ from .params import (
     instant,
     time_range,
 )
+from .settings import Analytics
 
 
 class ErrorBody(BaseModel):
@@ -57,7 +60,7 @@ def _documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API token from api.tokens in llmtally.yaml")
-_RANGE_HELP = "today (since 00:00 UTC), 24h, 7d, 30d, or custom with start/end"
+_RANGE_HELP = "1h (the last hour), today (since 00:00 UTC), 24h, 7d, 30d, or custom with start/end"
 _FILTER_HELP = {
     "user": "the user id",
     "api_key": "the API key alias",
@@ -88,10 +91,11 @@ class Asked:
     end: str | None
     filters: dict[str, list[str] | None]
     status: list[str] | None
+    http_status: list[str] | None = None
 
     def resolve(self, default: str, statuses: tuple[str, ...]) -> tuple[TimeRange, Filters]:
         span = time_range(self.range_name, self.start, self.end, default=default)
-        return span, Filters.parse({**self.filters, "status": self.status}, statuses)
+        return span, Filters.parse({**self.filters, "status": self.status, "http_status": self.http_status}, statuses)
 
 
 def _asked(
@@ -114,7 +118,14 @@ def _asked(
     error_type: Annotated[list[str] | None, Query(description=_FILTER_HELP["error_type"] + _SEVERAL)] = None,
     service_tier: Annotated[list[str] | None, Query(description=_FILTER_HELP["service_tier"] + _SEVERAL)] = None,
     status: Annotated[
-        list[str] | None, Query(description="success or error (request log and export: also 4xx, 5xx)" + _SEVERAL)
+        list[str] | None,
+        Query(
+            description="success or error (request log and export: also 4xx, 5xx), or an HTTP status code such as"
+            " 429 (the same as http_status)" + _SEVERAL
+        ),
+    ] = None,
+    http_status: Annotated[
+        list[str] | None, Query(description="the exact HTTP status code of the answer (429, 500, ...)" + _SEVERAL)
     ] = None,
 ) -> Asked:
     values = dict(
@@ -136,18 +147,23 @@ def _asked(
             strict=True,
         )
     )
-    return Asked(range_, start, end, values, status)
+    return Asked(range_, start, end, values, status, http_status)
 
 
 AskedDep = Annotated[Asked, Depends(_asked)]
 
 
 def create_router(
-    store: Store, tokens: Sequence[Token[Principal]], pricer: Pricer, budgets: BudgetSettings | None = None
+    store: Store,
+    tokens: Sequence[Token[Principal]],
+    pricer: Pricer,
+    budgets: BudgetSettings | None = None,
+    analytics: Analytics | None = None,
 ) -> APIRouter:
     """The /api/v1 routes over `store` and their OpenAPI document; with `tokens`, every call needs one (members see
     only their own)."""
     budget_settings = budgets or BudgetSettings()
+    settings = analytics or Analytics()
 
     def any_principal(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -180,7 +196,12 @@ def create_router(
         assert who.user is not None
         return filters.with_user(who.user)
 
-    router = APIRouter(prefix="/api/v1", tags=["analytics"], responses=_documented(400, 401, 403, 503))
+    router = APIRouter(
+        prefix="/api/v1",
+        tags=["analytics"],
+        responses=_documented(400, 401, 403, 503),
+        dependencies=[Depends(refuse_unknown_parameters)],
+    )
 
     @router.get("/usage", summary="Usage and cost, grouped and filtered")
     def usage(
@@ -194,17 +215,23 @@ def create_router(
         span, filters = asked.resolve("7d", USAGE_STATUSES)
         groups = group_by(group_by_)
         check_buckets(span, groups)
-        return reports.usage(store, span, scoped(filters, who), groups)
+        return reports.usage(store, span, scoped(filters, who), groups, settings.timezone)
 
-    @router.get("/requests", summary="The request log, newest first, a page at a time")
+    @router.get(
+        "/requests", summary="The request log, newest first or sorted by cost, latency, tokens, a page at a time"
+    )
     def requests(
         asked: AskedDep,
         who: Who,
         limit: Annotated[int, Query(ge=1, le=1000, description="requests per page")] = 50,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+        sort: Annotated[
+            str | None,
+            Query(description=f"the order, among {', '.join(SORTS)} (- for descending); default -time, newest first"),
+        ] = None,
     ) -> dict[str, Any]:
         span, filters = asked.resolve("7d", LOG_STATUSES)
-        return reports.request_log(store, span, scoped(filters, who), limit, cursor)
+        return reports.request_log(store, span, scoped(filters, who), limit, cursor, sort)
 
     @router.get(
         "/requests/{request_id}",
