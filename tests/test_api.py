@@ -437,16 +437,28 @@ def test_health(api: Api) -> None:
         assert (entry["requests"], entry["errors"]) == (len(rs), errors)
         assert entry["success_rate"] == pytest.approx(1 - errors / len(rs), abs=1e-6)
         assert entry["avg_latency_ms"] == pytest.approx(sum(r.duration_s for r in rs) * 1000 / len(rs), abs=1e-3)
+    # The default bounds: 10 errors critical, 5 warning, else healthy from 95% success, else degraded.
     assert providers["openai"]["errors"] == 0 and providers["openai"]["health"] == "healthy"
-    assert providers["groq"]["success_rate"] < 0.75 and providers["groq"]["health"] == "critical"
-    assert providers["anthropic"]["health"] == "warning"
+    assert providers["groq"]["errors"] == 3 and providers["groq"]["health"] == "degraded"
+    assert providers["anthropic"]["errors"] == 1 and providers["anthropic"]["health"] == "degraded"
+    assert providers["groq"]["errors_by_type"] == {"rate_limit": 2, "server_error": 1}
+    last = max((r for r in CURRENT if r.provider == "groq" and r.status == "error"), key=lambda r: r.start_time_ns)
+    assert providers["groq"]["last_error"]["id"] == last.record_id
+    assert (providers["groq"]["last_error"]["type"], providers["groq"]["last_error"]["message"]) == (
+        last.error_type,
+        last.error_message,
+    )
+    newest = max((r for r in CURRENT if r.provider == "openai"), key=lambda r: r.start_time_ns)
+    assert providers["openai"]["last_used"].startswith(iso(newest.start_time_ns)[:-1])
+    assert providers["openai"]["last_error"] is None
     models = {(m["provider"], m["model"]): m["health"] for m in report["models"]}
     assert models == {
         ("openai", "gpt-4o-mini"): "healthy",
         ("openai", "gpt-4o"): "healthy",
-        ("anthropic", "claude-haiku-4-5"): "warning",
-        ("groq", "llama-3.3"): "critical",
+        ("anthropic", "claude-haiku-4-5"): "degraded",
+        ("groq", "llama-3.3"): "degraded",
     }
+    assert report["thresholds"] == {"critical_errors": 10, "warning_errors": 5, "healthy_success_rate": 0.95}
     # The default range is the last 24 hours.
     recent = [r for r in CURRENT if r.start_time_ns > NOW - 23 * HOUR]
     report = api.json("/api/v1/health")

@@ -34,6 +34,7 @@ from receiver import Receiver
 __all__ = ["api"]  # the deterministic receiver of test_api, one per store
 
 ZONE = "Asia/Kolkata"  # UTC+05:30: its weeks and months start half-way through a UTC hour
+HEALTH = {"critical_errors": 4, "warning_errors": 2, "healthy_success_rate": 0.9}
 
 
 # --- the exact HTTP status filter --------------------------------------------------------------------------------
@@ -275,7 +276,7 @@ def traffic(
     else:
         server = request.getfixturevalue("pg_server")
         url = server.create_database()
-    receiver = Receiver(workdir, url, timezone=ZONE, health={"critical_errors": 6, "warning_errors": 2}).start()
+    receiver = Receiver(workdir, url, timezone=ZONE, health=HEALTH).start()
     try:
         provider_server.reset()
         run_instrumented_app(provider_server.base_url, workdir, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint)
@@ -357,3 +358,81 @@ def test_commands_show_the_figures(traffic: Traffic, capsys: pytest.CaptureFixtu
     assert "sorted by -cost" in capsys.readouterr().out
     assert main(["usage", "--config", str(config), "--status", "teapot"]) == 2
     assert "status" in capsys.readouterr().err
+
+
+# --- health as the add-on defines it -----------------------------------------------------------------------------
+
+
+def test_health_of_real_traffic_with_configured_bounds(traffic: Traffic) -> None:
+    """The error drill fails 5 OpenAI calls (rate limit, server error, invalid request, timeout, connection error)
+    and 3 Anthropic ones (auth, model, overloaded): with critical from 4 errors and warning from 2, OpenAI is
+    critical and Anthropic warning; every other provider answered every call (healthy)."""
+    records = traffic.records()
+    report = traffic.json("/api/v1/health", range="1h")
+    assert report["thresholds"] == HEALTH
+    providers = {p["provider"]: p for p in report["providers"]}
+    assert providers["openai"]["errors"] == 5 and providers["openai"]["health"] == "critical"
+    assert providers["anthropic"]["errors"] == 3 and providers["anthropic"]["health"] == "warning"
+    healthy = {name for name, p in providers.items() if p["health"] == "healthy"}
+    assert healthy == set(providers) - {"openai", "anthropic"} and len(healthy) >= 3
+    for scope, entries in (("provider", report["providers"]), ("model", report["models"])):
+        for entry in entries:
+            mine = [
+                r
+                for r in records
+                if r["provider"] == entry["provider"] and (scope == "provider" or r["model"] == entry["model"])
+            ]
+            failed = [r for r in mine if r["status"] == "error"]
+            assert (entry["requests"], entry["errors"]) == (len(mine), len(failed)), entry
+            assert entry["success_rate"] == pytest.approx(1 - len(failed) / len(mine), abs=1e-6)
+            types: dict[str, int] = {}
+            for r in failed:
+                types[r["error_type"] or "unknown"] = types.get(r["error_type"] or "unknown", 0) + 1
+            assert entry["errors_by_type"] == types, entry
+            # The request log is newest first: its first line is the last use, its first error the last error.
+            assert entry["last_used"] == mine[0]["timestamp"], entry
+            if failed:
+                error = traffic.json(f"/api/v1/requests/{failed[0]['id']}")
+                assert entry["last_error"] == {
+                    "time": failed[0]["timestamp"],
+                    "id": failed[0]["id"],
+                    "type": error["error_type"],
+                    "http_status": error["http_status"],
+                    "message": error["error_message"],
+                }
+            else:
+                assert entry["last_error"] is None
+    # The drill's last OpenAI call is the dropped connection, its last Anthropic one the 529 (overloaded).
+    assert providers["openai"]["last_error"]["type"] == "connection_error"
+    assert providers["anthropic"]["last_error"]["http_status"] == 529
+    assert providers["anthropic"]["last_error"]["message"]
+    # The Grafana panel's fields are still there.
+    assert all(isinstance(p["avg_latency_ms"], float) for p in report["providers"])
+
+
+def test_health_command_and_bounds_in_the_config(traffic: Traffic, capsys: pytest.CaptureFixture[str]) -> None:
+    config = traffic.workdir / "health.yaml"
+    config.write_text(json.dumps({"store": traffic.store, "health": HEALTH}))
+    assert main(["health", "--config", str(config), "--range", "1h", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {p["provider"]: p["health"] for p in report["providers"]}["openai"] == "critical"
+    assert main(["health", "--config", str(config), "--range", "1h"]) == 0
+    table = capsys.readouterr().out
+    assert "critical" in table and "warning" in table and "connection_error" in table and "critical from 4" in table
+    # The defaults (no health: section): 5 errors are a warning, 3 below 95% success degraded.
+    config.write_text(json.dumps({"store": traffic.store}))
+    assert main(["health", "--config", str(config), "--range", "1h", "--json"]) == 0
+    default = {p["provider"]: p["health"] for p in json.loads(capsys.readouterr().out)["providers"]}
+    assert (default["openai"], default["anthropic"]) == ("warning", "degraded")
+    for bad, word in (
+        ({"critical_errors": 0}, "critical_errors"),
+        ({"warning_errors": 20}, "warning_errors"),
+        ({"healthy_success_rate": 1.5}, "healthy_success_rate"),
+        ({"errors": 3}, "health.errors"),
+    ):
+        config.write_text(json.dumps({"store": traffic.store, "health": bad}))
+        assert main(["health", "--config", str(config)]) == 2
+        assert word in capsys.readouterr().err
+    config.write_text(json.dumps({"store": traffic.store, "timezone": "Mars/Olympus"}))
+    assert main(["usage", "--config", str(config), "--by", "week"]) == 2
+    assert "Mars/Olympus" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llmtally.exporter.api import reports
+from llmtally.exporter.api.health import health as health_report
 from llmtally.exporter.api.params import Filters, TimeRange, check_buckets, group_by
 from llmtally.exporter.store import Store
 
@@ -168,16 +169,35 @@ def insights(args: argparse.Namespace) -> int:
 
 
 def health(args: argparse.Namespace) -> int:
-    report = _report(args, reports.health)
+    bounds = analytics_from(args).health
+    report = _report(args, lambda store, span, filters: health_report(store, span, filters, bounds))
     if report is None:
         return 0
+    for entries in (report["providers"], report["models"]):
+        for entry in entries:
+            error = entry["last_error"]
+            entry["error"] = (
+                f"{error['time']} {error['type'] or 'unknown'}: {error['message'] or ''}" if error else None
+            )
     figures: list[Column] = [
         ("requests", "requests", count),
+        ("errors", "errors", count),
         ("success", "success_rate", percent),
         ("avg latency", "avg_latency_ms", millis),
         ("avg ttft", "avg_ttft_ms", millis),
+        ("last used", "last_used", text),
+        ("last error", "error", text),
         ("health", "health", text),
     ]
+    bounds_text = (
+        f"critical from {bounds.critical_errors} errors, warning from {bounds.warning_errors}, "
+        f"healthy from {bounds.healthy_success_rate:.0%} success, else degraded"
+    )
     show(f"Provider health {_period(report)}", report["providers"], [("provider", "provider", text), *figures])
-    show("Model health", report["models"], [("provider", "provider", text), ("model", "model", text), *figures])
+    show(
+        "Model health",
+        report["models"],
+        [("provider", "provider", text), ("model", "model", text), *figures],
+        caption=bounds_text,
+    )
     return 0

@@ -1,4 +1,4 @@
-"""The reports: usage, request log, errors, cost insights and provider/model health, as JSON-ready dicts.
+"""The reports: usage, request log, errors and cost insights, as JSON-ready dicts (health: health.py).
 
 Every report reads the audit store through `Store.usage` (rollups) or `Store.page` (records); costs are given in
 USD and, exactly, in nano-USD (`*_nusd`).
@@ -19,9 +19,6 @@ from .periods import PERIODS, label, periods
 
 _ZERO: UsageRow = {**dict.fromkeys((*INT_SUMS, "ttft_count"), 0), **dict.fromkeys(FLOAT_SUMS, 0.0)}
 _PUBLIC = {column: name for name, column in FILTERS.items()}
-# Health: success rate at or above each bound, else the next; the error-rate alert thresholds are 10% and 25%.
-HEALTH_BOUNDS = (("healthy", 0.95), ("degraded", 0.90), ("warning", 0.75))
-SLOW_LATENCY_MS = 30_000.0  # a healthy success rate with a mean latency above this is reported degraded
 
 
 def _rate(part: float, whole: float) -> float:
@@ -228,7 +225,7 @@ def _ranked(rows: Sequence[UsageRow], column: str, figure: str = "customer_cost_
     return sorted(rows, key=lambda row: (-int(row[figure]), str(row[column])))
 
 
-def _fold(rows: Sequence[UsageRow], columns: Sequence[str], keep: Mapping[str, str] | None = None) -> list[UsageRow]:
+def fold(rows: Sequence[UsageRow], columns: Sequence[str], keep: Mapping[str, str] | None = None) -> list[UsageRow]:
     """`rows` summed by `columns` (a coarser grouping of the same query), of the rows whose values match `keep`."""
     acc: dict[tuple[Any, ...], UsageRow] = {}
     for row in rows:
@@ -253,12 +250,12 @@ def errors(store: Store, span: TimeRange, filters: Filters) -> dict[str, Any]:
     total = _sum_rows(rows)
     failed = {"status": "error"}
     if filters.single().get("status", "error") == "error":
-        by_type = _fold(rows, ["error_type"], failed)
+        by_type = fold(rows, ["error_type"], failed)
     else:  # only successes asked for: the types come from the errors all the same
         by_type = filters.usage(store, ["error_type"], span.start_ns, span.end_ns, failed)
 
     def breakdown(column: str) -> list[dict[str, Any]]:
-        shown = [row for row in _fold(rows, [column]) if int(row["errors"])]
+        shown = [row for row in fold(rows, [column]) if int(row["errors"])]
         return [
             {
                 _PUBLIC[column]: row[column],
@@ -291,7 +288,7 @@ def _drivers(rows: Sequence[UsageRow], column: str, top: int) -> list[dict[str, 
             "cost_usd": usd(int(row["customer_cost_nusd"])),
             "requests": int(row["requests"]),
         }
-        for row in _ranked(_fold(rows, [column]), column)[:top]
+        for row in _ranked(fold(rows, [column]), column)[:top]
         if int(row["requests"])
     ]
 
@@ -306,7 +303,7 @@ def insights(store: Store, span: TimeRange, filters: Filters, top: int = 5) -> d
     queries: by operation and model, by user, feature and API key, and the previous period's total."""
     by_model = filters.usage(store, ["operation", *_DRIVER_GROUPS[0]], span.start_ns, span.end_ns)
     by_user = filters.usage(store, _DRIVER_GROUPS[1], span.start_ns, span.end_ns)
-    by_operation = _fold(by_model, ["operation"])
+    by_operation = fold(by_model, ["operation"])
     current = _sum_rows(by_operation)
     before = span.previous()
     previous = _sum_rows(filters.usage(store, [], before.start_ns, before.end_ns))
@@ -344,47 +341,4 @@ def insights(store: Store, span: TimeRange, filters: Filters, top: int = 5) -> d
         },
         "projected_30d_cost_usd": round(cost / 1e9 / days * 30, 9) if days else 0.0,
         "recommendations": recommendations,
-    }
-
-
-def health_status(success_rate: float, avg_latency_ms: float | None) -> str:
-    """healthy (>= 95% success), degraded (>= 90%, or healthy but slow), warning (>= 75%), critical (below)."""
-    for status, bound in HEALTH_BOUNDS:
-        if success_rate >= bound:
-            if status == "healthy" and avg_latency_ms is not None and avg_latency_ms > SLOW_LATENCY_MS:
-                return "degraded"
-            return status
-    return "critical"
-
-
-def health(store: Store, span: TimeRange, filters: Filters) -> dict[str, Any]:
-    """Success rate, mean latency and health per provider and per provider/model over the range."""
-
-    def entries(columns: list[str]) -> list[dict[str, Any]]:
-        out = []
-        for row in filters.usage(store, columns, span.start_ns, span.end_ns):
-            shown = figures(row)
-            success = 1.0 - shown["error_rate"]
-            out.append(
-                {
-                    **{_PUBLIC[c]: row[c] for c in columns},
-                    "requests": shown["requests"],
-                    "errors": shown["errors"],
-                    "success_rate": round(success, 6),
-                    "avg_latency_ms": shown["avg_latency_ms"],
-                    "avg_ttft_ms": shown["avg_ttft_ms"],
-                    "health": health_status(success, shown["avg_latency_ms"]),
-                }
-            )
-        return out
-
-    return {
-        "range": span.as_json(),
-        "filters": filters.as_json(),
-        "thresholds": {
-            "success_rate": dict(HEALTH_BOUNDS),
-            "slow_latency_ms": SLOW_LATENCY_MS,
-        },
-        "providers": entries(["provider"]),
-        "models": entries(["provider", "request_model"]),
     }

@@ -21,6 +21,7 @@ from ..price import Pricer
 from ..store import BadCursor, Store, StoreError
 from . import export, reports
 from .auth import Principal, Token, authenticate
+from .health import health as health_report
 from .known import refuse_unknown_parameters
 from .params import (
     FILTERS,
@@ -254,10 +255,12 @@ def create_router(
         span, filters = asked.resolve("30d", USAGE_STATUSES)
         return reports.insights(store, span, scoped(filters, who))
 
-    @router.get("/health", summary="Provider and model health: success rate, latency, status")
+    @router.get(
+        "/health", summary="Provider and model health: errors, success rate, latency, last used, last error, status"
+    )
     def health(asked: AskedDep, who: Who) -> dict[str, Any]:
         span, filters = asked.resolve("24h", USAGE_STATUSES)
-        return reports.health(store, span, scoped(filters, who))
+        return health_report(store, span, scoped(filters, who), settings.health)
 
     @router.get(
         "/export",
