@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmtally.exporter.api.params import FILTERS, RANGES, Filters, TimeRange, time_range
-from llmtally.exporter.api.settings import Analytics
 from llmtally.exporter.store import Store, open_store
+
+if TYPE_CHECKING:  # the `serve` extra: `llmtally --version` works without it
+    from llmtally.exporter.api.settings import Analytics
+    from llmtally.exporter.price import Pricer
 
 
 def add_store(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +58,7 @@ def asked(args: argparse.Namespace) -> tuple[TimeRange, Filters]:
 
 def analytics_from(args: argparse.Namespace) -> Analytics:
     """The `timezone:` and `health:` settings of the command's llmtally.yaml."""
+    from llmtally.exporter.api.settings import Analytics
     from llmtally.exporter.config import load
 
     return Analytics.from_config(load(args.config, store=args.store))
@@ -63,3 +67,11 @@ def analytics_from(args: argparse.Namespace) -> Analytics:
 def print_json(value: Any) -> None:
     json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
+
+
+def pricer_from(args: argparse.Namespace) -> Pricer:
+    """The pricer of the command's llmtally.yaml (its `pricing:` overrides, markup and fees)."""
+    from llmtally.exporter.config import load
+    from llmtally.exporter.price import Pricer, PricingConfig
+
+    return Pricer(PricingConfig.from_dict(load(args.config, store=args.store).pricing))

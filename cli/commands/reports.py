@@ -11,7 +11,7 @@ from llmtally.exporter.api.health import health as health_report
 from llmtally.exporter.api.params import Filters, TimeRange, check_buckets, group_by
 from llmtally.exporter.store import Store
 
-from .options import analytics_from, asked, open_from, print_json
+from .options import analytics_from, asked, open_from, pricer_from, print_json
 from .tables import Column, count, millis, money, percent, show, text
 
 _FIGURES: list[Column] = [
@@ -137,7 +137,8 @@ def errors(args: argparse.Namespace) -> int:
 
 
 def insights(args: argparse.Namespace) -> int:
-    report = _report(args, reports.insights)
+    pricer = pricer_from(args)
+    report = _report(args, lambda store, span, filters: reports.insights(store, span, filters, pricer=pricer))
     if report is None:
         return 0
     trend = report["trend"]
@@ -163,6 +164,17 @@ def insights(args: argparse.Namespace) -> int:
             rows,
             [(name, name, text), ("cost", "cost_usd", money), ("requests", "requests", count)],
         )
+    show(
+        "Savings advice (provider cost, estimated from this period's usage and the genai-prices catalog)",
+        [{**item, "suggestion": item.get("suggested_model", "")} for item in report["savings"]],
+        [
+            ("advice", "kind", text),
+            ("provider", "provider", text),
+            ("model", "model", text),
+            ("suggestion", "suggestion", text),
+            ("saving", "estimated_saving_usd", money),
+        ],
+    )
     for line in report["recommendations"]:
         print(f"- {line}")
     return 0

@@ -11,11 +11,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..normalise.record import Record, usd
+from ..price import Pricer
 from ..store import Store, UsageRow
 from ..store.rollup import FLOAT_SUMS, INT_SUMS, TOKENS
 from ..store.select import Cursor
 from .params import BUCKET_WIDTH, FILTERS, Filters, TimeRange, buckets, group_column, iso, sort_order
 from .periods import PERIODS, label, periods
+from .savings import savings
 
 _ZERO: UsageRow = {**dict.fromkeys((*INT_SUMS, "ttft_count"), 0), **dict.fromkeys(FLOAT_SUMS, 0.0)}
 _PUBLIC = {column: name for name, column in FILTERS.items()}
@@ -297,10 +299,13 @@ def _drivers(rows: Sequence[UsageRow], column: str, top: int) -> list[dict[str, 
 _DRIVER_GROUPS = (["request_model"], ["user_id", "feature", "api_key"])
 
 
-def insights(store: Store, span: TimeRange, filters: Filters, top: int = 5) -> dict[str, Any]:
+def insights(
+    store: Store, span: TimeRange, filters: Filters, top: int = 5, pricer: Pricer | None = None
+) -> dict[str, Any]:
     """Cost by operation, the trend against the previous period of the same length, the top cost drivers (models,
-    users, features, API keys) and the spend projected over 30 days at the period's daily rate. Three usage
-    queries: by operation and model, by user, feature and API key, and the previous period's total."""
+    users, features, API keys), the spend projected over 30 days at the period's daily rate, and savings advice
+    priced with the catalog (see savings.py). Three usage queries: by operation and model, by user, feature and API
+    key, and the previous period's total; the advice reads its own."""
     by_model = filters.usage(store, ["operation", *_DRIVER_GROUPS[0]], span.start_ns, span.end_ns)
     by_user = filters.usage(store, _DRIVER_GROUPS[1], span.start_ns, span.end_ns)
     by_operation = fold(by_model, ["operation"])
@@ -310,14 +315,7 @@ def insights(store: Store, span: TimeRange, filters: Filters, top: int = 5) -> d
     cost, previous_cost = int(current["customer_cost_nusd"]), int(previous["customer_cost_nusd"])
     direction = "up" if cost > previous_cost else "down" if cost < previous_cost else "flat"
     days = span.span_ns / 86_400e9
-    recommendations = []
-    if int(current["unpriced_requests"]):
-        recommendations.append(
-            f"{current['unpriced_requests']} requests used models with no known price: add them under "
-            "pricing.overrides in llmtally.yaml, then run `llmtally reprice`"
-        )
-    if int(current["requests"]) and int(current["errors"]) / int(current["requests"]) > 0.05:
-        recommendations.append("more than 5% of requests failed: see `llmtally errors` for the types and models")
+    advice = savings(store, span, filters, pricer or Pricer())
     sources = {"request_model": by_model, "user_id": by_user, "feature": by_user, "api_key": by_user}
     return {
         "range": span.as_json(),
@@ -340,5 +338,6 @@ def insights(store: Store, span: TimeRange, filters: Filters, top: int = 5) -> d
             for name in ("model", "user", "feature", "api_key")
         },
         "projected_30d_cost_usd": round(cost / 1e9 / days * 30, 9) if days else 0.0,
-        "recommendations": recommendations,
+        "savings": advice,
+        "recommendations": [item["advice"] for item in advice],
     }

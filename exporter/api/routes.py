@@ -250,10 +250,12 @@ def create_router(
         span, filters = asked.resolve("7d", USAGE_STATUSES)
         return reports.errors(store, span, scoped(filters, who))
 
-    @router.get("/insights", summary="Cost insights: by operation, trend, top drivers, 30-day projection")
+    @router.get(
+        "/insights", summary="Cost insights: by operation, trend, top drivers, 30-day projection, savings advice"
+    )
     def insights(asked: AskedDep, who: Who) -> dict[str, Any]:
         span, filters = asked.resolve("30d", USAGE_STATUSES)
-        return reports.insights(store, span, scoped(filters, who))
+        return reports.insights(store, span, scoped(filters, who), pricer=pricer)
 
     @router.get(
         "/health", summary="Provider and model health: errors, success rate, latency, last used, last error, status"

@@ -14,6 +14,7 @@ from . import layers, rollup
 from .calls import Plan, Stored
 from .columns import COLUMN_LIST, row_to_record, to_json
 from .errors import StoreError
+from .mix import streamed_sql
 from .select import SORT_KEYS, BadCursor, Cursor, Selection, sort_value
 from .usage import usage_sql
 
@@ -169,6 +170,11 @@ class SQLStore(ABC):
         while cursor is not None:
             records, cursor = self.page(selection, chunk, cursor, newest_first=newest_first)
             yield from records
+
+    def stream_mix(self, selection: Selection) -> list[tuple[str, str, int, int]]:
+        """(provider, request_model, requests, non-streamed requests) of the records of `selection`."""
+        sql, params = streamed_sql(selection, self.placeholder)
+        return [(p or "", m or "", int(n), int(b or 0)) for p, m, n, b in self._query(sql, params)]
 
     def count_matching(self, selection: Selection) -> int:
         where, params = selection.where(self.placeholder)
