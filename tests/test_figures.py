@@ -436,3 +436,18 @@ def test_health_command_and_bounds_in_the_config(traffic: Traffic, capsys: pytes
     config.write_text(json.dumps({"store": traffic.store, "timezone": "Mars/Olympus"}))
     assert main(["usage", "--config", str(config), "--by", "week"]) == 2
     assert "Mars/Olympus" in capsys.readouterr().err
+
+
+def test_unknown_parameters_answered_after_authentication(traffic: Traffic) -> None:
+    token = "figures-admin-0123456789"
+    receiver = Receiver(
+        traffic.workdir, traffic.store, api={"tokens": [{"name": "ops", "role": "admin", "token": token}]}
+    ).start()
+    try:
+        url = f"{receiver.http_url}/api/v1/usage"
+        anonymous = httpx.get(url, params={"colour": "red"}, timeout=10)
+        assert anonymous.status_code == 401 and "group_by" not in anonymous.text
+        known = httpx.get(url, params={"colour": "red"}, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert known.status_code == 400 and "colour" in known.json()["error"] and "group_by" in known.json()["error"]
+    finally:
+        assert receiver.stop() == 0

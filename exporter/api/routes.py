@@ -197,11 +197,15 @@ def create_router(
         assert who.user is not None
         return filters.with_user(who.user)
 
+    def known_parameters_only(request: Request, who: AnyWho) -> None:
+        """After authentication (an unknown caller learns nothing of the parameters)."""
+        refuse_unknown_parameters(request)
+
     router = APIRouter(
         prefix="/api/v1",
         tags=["analytics"],
         responses=_documented(400, 401, 403, 503),
-        dependencies=[Depends(refuse_unknown_parameters)],
+        dependencies=[Depends(known_parameters_only)],
     )
 
     @router.get("/usage", summary="Usage and cost, grouped and filtered")
