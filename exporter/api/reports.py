@@ -304,9 +304,10 @@ def insights(
 ) -> dict[str, Any]:
     """Cost by operation, the trend against the previous period of the same length, the top cost drivers (models,
     users, features, API keys), the spend projected over 30 days at the period's daily rate, and savings advice
-    priced with the catalog (see savings.py). Three usage queries: by operation and model, by user, feature and API
-    key, and the previous period's total; the advice reads its own."""
-    by_model = filters.usage(store, ["operation", *_DRIVER_GROUPS[0]], span.start_ns, span.end_ns)
+    priced with the catalog (see savings.py). Three usage queries: by operation, provider and model, by user, feature
+    and API key, and the previous period's total; the advice reads how the top models' requests were sent from the
+    records."""
+    by_model = filters.usage(store, ["operation", "provider", *_DRIVER_GROUPS[0]], span.start_ns, span.end_ns)
     by_user = filters.usage(store, _DRIVER_GROUPS[1], span.start_ns, span.end_ns)
     by_operation = fold(by_model, ["operation"])
     current = _sum_rows(by_operation)
@@ -315,7 +316,7 @@ def insights(
     cost, previous_cost = int(current["customer_cost_nusd"]), int(previous["customer_cost_nusd"])
     direction = "up" if cost > previous_cost else "down" if cost < previous_cost else "flat"
     days = span.span_ns / 86_400e9
-    advice = savings(store, span, filters, pricer or Pricer())
+    advice = savings(store, span, filters, pricer or Pricer(), by_model)
     sources = {"request_model": by_model, "user_id": by_user, "feature": by_user, "api_key": by_user}
     return {
         "range": span.as_json(),

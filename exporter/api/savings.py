@@ -5,6 +5,7 @@ USD estimate (provider cost, before markup and fees) and the numbers it rests on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -24,16 +25,23 @@ _GROUPS = ["provider", "operation", "request_model"]
 
 
 def savings(
-    store: Store, span: TimeRange, filters: Filters, pricer: Pricer, top: int = TOP_DRIVERS
+    store: Store,
+    span: TimeRange,
+    filters: Filters,
+    pricer: Pricer,
+    rows: Sequence[UsageRow] | None = None,
+    top: int = TOP_DRIVERS,
 ) -> list[dict[str, Any]]:
-    """The advice items over the range, largest estimated saving first."""
-    rows = filters.usage(store, _GROUPS, span.start_ns, span.end_ns)
+    """The advice items over the range, largest estimated saving first; `rows`: the range's usage by provider,
+    operation and requested model when already read."""
+    if rows is None:
+        rows = filters.usage(store, _GROUPS, span.start_ns, span.end_ns)
     drivers = sorted(
         (r for r in rows if int(r["provider_cost_nusd"]) > 0),
         key=lambda r: (-int(r["provider_cost_nusd"]), str(r["provider"]), str(r["request_model"])),
     )[:top]
     catalog = Alternatives(span.end_ns)
-    streams = _non_streamed(store, span, filters)
+    streams: dict[tuple[str, str], tuple[int, int]] | None = None  # read once, when a driver is priced
     items: list[dict[str, Any]] = []
     for row in drivers:
         provider, model, operation = str(row["provider"]), str(row["request_model"]), str(row["operation"])
@@ -42,6 +50,8 @@ def savings(
         info = pricer.lookup(provider, model)
         if kind is None or found is None or info is None or info.source != found[2].source:
             continue  # not chat or embeddings, not in the catalog, or priced by an override
+        if streams is None:
+            streams = _non_streamed(store, span, filters)
         usage = _mean_usage(row)
         scope = {"provider": provider, "model": model, "operation": operation}
         items += _cheaper(catalog, found, kind, row, usage, scope)
