@@ -230,6 +230,14 @@ def test_week_and_month_buckets_in_utc(api: Api) -> None:
         starts = sorted({row[period] for row in report["rows"]})
         assert starts[0].startswith("2019-12-30" if period == "week" else "2020-01-01")  # empty buckets filled
         assert all(s.endswith("T00:00:00Z") for s in starts)
+    for params, word in (
+        ({"group_by": "week,day"}, "one of"),
+        ({"group_by": "month", "start": "1970-01-01"}, "600"),
+        ({"group_by": "fortnight"}, "week"),
+    ):
+        response = api.get("/api/v1/usage", **params)
+        assert response.status_code == 400 and word in response.json()["error"], (params, response.text)
+    assert len(api.json("/api/v1/usage", start="1980-01-01", end="2029-12-31", group_by="month")["rows"]) == 600
 
 
 # --- real traffic, another time zone -----------------------------------------------------------------------------
