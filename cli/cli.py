@@ -67,8 +67,19 @@ def _parser() -> argparse.ArgumentParser:
         "(default -time, newest first)",
     )
     report("errors", "errors: total, rate, by type, model and provider", "7d", USAGE_STATUSES)
-    report("insights", "cost insights: by operation, trend, top drivers, 30-day projection", "30d", USAGE_STATUSES)
-    report("health", "provider and model health: success rate, latency, status", "24h", USAGE_STATUSES)
+    report(
+        "insights",
+        "cost insights: by operation, trend, top drivers, 30-day projection, savings advice priced with genai-prices",
+        "30d",
+        USAGE_STATUSES,
+    )
+    report(
+        "health",
+        "provider and model health: errors, success rate, latency, last used, last error, status (bounds: health: in "
+        "llmtally.yaml)",
+        "24h",
+        USAGE_STATUSES,
+    )
     export = report("export", "every matching request as CSV, JSON or JSONL (streamed)", "30d", LOG_STATUSES)
     export.add_argument("--format", choices=("csv", "json", "jsonl"), default="csv")
     export.add_argument("--output", "-o", help="file to write (default: stdout)")
