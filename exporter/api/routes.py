@@ -48,7 +48,7 @@ class ErrorBody(BaseModel):
 
 
 _STATUS_HELP = {
-    400: "A bad parameter (the message names it)",
+    400: "A bad parameter, or one the endpoint does not take (the message names it and what is allowed)",
     401: "No valid API token (when api.tokens are configured)",
     403: "A member token asking for another user's requests, or an app token asking for anything but budgets",
     404: "Not found",
