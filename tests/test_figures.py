@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from test_api import ALL, CURRENT, Api, api, cost, figures, ns, shown
-from test_dashboards import TRAFFIC, wait_for
 
+from alerting_stack import wait_for
 from instrumented_app import APP_CALLS, run_instrumented_app
 from llmtally.cli import main
 from llmtally.demo.fake_provider import FakeProvider
@@ -34,6 +34,7 @@ from receiver import Receiver
 __all__ = ["api"]  # the deterministic receiver of test_api, one per store
 
 ZONE = "Asia/Kolkata"  # UTC+05:30: its weeks and months start half-way through a UTC hour
+TRAFFIC = Path(__file__).resolve().parent / "dashboard_traffic.py"  # the error drill
 HEALTH = {"critical_errors": 4, "warning_errors": 2, "healthy_success_rate": 0.9}
 
 

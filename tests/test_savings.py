@@ -18,8 +18,8 @@ import genai_prices
 import httpx
 import pytest
 from genai_prices import data_snapshot
-from test_dashboards import wait_for
 
+from alerting_stack import wait_for
 from instrumented_app import APP_CALLS, run_instrumented_app
 from llmtally.cli import main
 from llmtally.demo.fake_provider import FakeProvider
