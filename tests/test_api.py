@@ -452,6 +452,12 @@ def test_health(api: Api) -> None:
     newest = max((r for r in CURRENT if r.provider == "openai"), key=lambda r: r.start_time_ns)
     assert providers["openai"]["last_used"].startswith(iso(newest.start_time_ns)[:-1])
     assert providers["openai"]["last_error"] is None
+    groq = [r for r in CURRENT if r.provider == "groq"]
+    newest_ok = max((r for r in groq if r.status == "success"), key=lambda r: r.start_time_ns)
+    assert providers["groq"]["last_used"].startswith(iso(newest_ok.start_time_ns)[:-1])
+    newest_any = max(groq, key=lambda r: r.start_time_ns)
+    assert newest_any.status == "error" and newest_any is not newest_ok  # the last request failed: not a use
+    assert providers["groq"]["last_request"].startswith(iso(newest_any.start_time_ns)[:-1])
     models = {(m["provider"], m["model"]): m["health"] for m in report["models"]}
     assert models == {
         ("openai", "gpt-4o-mini"): "healthy",

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -398,8 +399,14 @@ def test_health_of_real_traffic_with_configured_bounds(traffic: Traffic) -> None
             for r in failed:
                 types[r["error_type"] or "unknown"] = types.get(r["error_type"] or "unknown", 0) + 1
             assert entry["errors_by_type"] == types, entry
-            # The request log is newest first: its first line is the last use, its first error the last error.
-            assert entry["last_used"] == mine[0]["timestamp"], entry
+            # The request log is newest first: its first line is the last request, its first success the last use
+            # (as the add-on reads it: the last successful usage), its first error the last error.
+            assert entry["last_request"] == mine[0]["timestamp"], entry
+            succeeded = [r for r in mine if r["status"] == "success"]
+            assert entry["last_used"] == (succeeded[0]["timestamp"] if succeeded else None), entry
+            if succeeded:
+                ago = time.time() - ns(succeeded[0]["timestamp"]) / 1e9
+                assert ago - 60 < entry["last_used_seconds_ago"] <= ago + 1, entry
             if failed:
                 error = traffic.json(f"/api/v1/requests/{failed[0]['id']}")
                 assert entry["last_error"] == {

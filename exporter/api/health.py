@@ -3,6 +3,7 @@ and a status from error-count and success-rate bounds (`health:` in llmtally.yam
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,8 +20,11 @@ _NAMES = {"provider": "provider", "request_model": "model"}
 
 def health(store: Store, span: TimeRange, filters: Filters, bounds: HealthBounds | None = None) -> dict[str, Any]:
     """Per provider and per provider/model over the range: requests, errors, errors by type, success rate, mean
-    latency and TTFT, when last used, the last error (time, type, HTTP status, message) and the health status."""
+    latency and TTFT, when last used (the newest successful request, as the add-on's health check reads it) and how
+    long ago, the newest request of any outcome, the last error (time, type, HTTP status, message) and the health
+    status."""
     bounds = bounds or HealthBounds()
+    now = time.time_ns()
     rows = filters.usage(store, _GROUPS, span.start_ns, span.end_ns)
 
     def entries(columns: list[str]) -> list[dict[str, Any]]:
@@ -34,8 +38,11 @@ def health(store: Store, span: TimeRange, filters: Filters, bounds: HealthBounds
             narrowed = Filters(
                 {**filters.equal, **{k: (v,) for k, v in scope.items()}}, filters.status, filters.http_status
             )
-            last = _newest(store, span, narrowed)
-            failed = _newest(store, span, _errors_of(narrowed)) if shown["errors"] else None
+            used = (
+                _newest(store, span, _with_status(narrowed, "success")) if shown["errors"] < shown["requests"] else None
+            )
+            failed = _newest(store, span, _with_status(narrowed, "error")) if shown["errors"] else None
+            newest = max((r for r in (used, failed) if r), key=lambda r: (r.start_time_ns, r.record_id), default=None)
             out.append(
                 {
                     **scope,
@@ -45,7 +52,9 @@ def health(store: Store, span: TimeRange, filters: Filters, bounds: HealthBounds
                     "success_rate": success,
                     "avg_latency_ms": shown["avg_latency_ms"],
                     "avg_ttft_ms": shown["avg_ttft_ms"],
-                    "last_used": iso(last.start_time_ns) if last else None,
+                    "last_used": iso(used.start_time_ns) if used else None,
+                    "last_used_seconds_ago": round((now - used.start_time_ns) / 1e9, 3) if used else None,
+                    "last_request": iso(newest.start_time_ns) if newest else None,
                     "last_error": _error_of(failed),
                     "health": bounds.status(shown["errors"], success),
                 }
@@ -70,8 +79,8 @@ def _by_type(rows: Sequence[UsageRow], scope: dict[str, Any]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
-def _errors_of(filters: Filters) -> Filters:
-    return Filters(filters.equal, ("error",), filters.http_status)
+def _with_status(filters: Filters, status: str) -> Filters:
+    return Filters(filters.equal, (status,), filters.http_status)
 
 
 def _newest(store: Store, span: TimeRange, filters: Filters) -> Record | None:
