@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from fastapi import Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -26,13 +28,13 @@ def _aliases(dependant: Dependant) -> set[str]:
     return names
 
 
-def refuse_unknown_parameters(request: Request) -> None:
-    """A dependency of every /api/v1 route: a query parameter the route does not declare is a 400 naming the
-    parameters it takes."""
+def refuse_unknown_parameters(request: Request, also: Collection[str] = ()) -> None:
+    """Called by a dependency of every /api/v1 route: a query parameter the route does not declare (nor `also`
+    names: parameters read from the query string by name) is a 400 naming the parameters it takes."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    known = known_parameters(route)
+    known = known_parameters(route) | frozenset(also)
     unknown = sorted({name for name in request.query_params if name not in known})
     if unknown:
         listed = ", ".join(sorted(known)) or "none"
