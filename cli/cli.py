@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
 
-from llmtally.exporter.api.params import GROUPS, LOG_STATUSES, USAGE_STATUSES
+from llmtally.exporter.api.params import GROUPS, LOG_STATUSES, SORTS, USAGE_STATUSES
 
 from .commands.options import add_filters, add_json, add_range, add_store
 
@@ -51,15 +51,36 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument(
         "--by",
         metavar="GROUPS",
-        help=f"comma-separated, among: {', '.join(GROUPS)}, and the custom dimensions declared in llmtally.yaml",
+        help=f"comma-separated, among: {', '.join(GROUPS)} (hour, day: UTC; week, month: in llmtally.yaml's timezone), "
+        "and the custom dimensions declared in llmtally.yaml",
     )
-    requests = report("requests", "the request log, newest first (or one request's details)", "7d", LOG_STATUSES)
+    requests = report(
+        "requests", "the request log, newest first or sorted (or one request's details)", "7d", LOG_STATUSES
+    )
     requests.add_argument("id", nargs="?", help="show every stored field of this request")
     requests.add_argument("--limit", type=int, default=20, help="requests per page (default 20)")
     requests.add_argument("--cursor", help="the next page's cursor, as printed under the previous page")
+    requests.add_argument(
+        "--sort",
+        choices=SORTS,
+        metavar="ORDER",
+        help="time, cost, latency or tokens, ascending; a leading - for descending, written --sort=-cost "
+        "(default -time, newest first)",
+    )
     report("errors", "errors: total, rate, by type, model and provider", "7d", USAGE_STATUSES)
-    report("insights", "cost insights: by operation, trend, top drivers, 30-day projection", "30d", USAGE_STATUSES)
-    report("health", "provider and model health: success rate, latency, status", "24h", USAGE_STATUSES)
+    report(
+        "insights",
+        "cost insights: by operation, trend, top drivers, 30-day projection, savings advice priced with genai-prices",
+        "30d",
+        USAGE_STATUSES,
+    )
+    report(
+        "health",
+        "provider and model health: errors, success rate, latency, last used, last error, status (bounds: health: in "
+        "llmtally.yaml)",
+        "24h",
+        USAGE_STATUSES,
+    )
     export = report("export", "every matching request as CSV, JSON or JSONL (streamed)", "30d", LOG_STATUSES)
     export.add_argument("--format", choices=("csv", "json", "jsonl"), default="csv")
     export.add_argument("--output", "-o", help="file to write (default: stdout)")

@@ -46,6 +46,8 @@ class Config:
     alerts: Any = None
     dimensions: Any = None  # the raw dimensions: section (checked by exporter/dimensions.py)
     reports: Any = None  # the raw reports: section (checked by reports.config)
+    timezone: str = "UTC"  # week and month buckets of the reports (checked by api.settings)
+    health: Any = None  # the raw health: section (checked by api.settings)
     path: str | None = None
 
 
@@ -75,19 +77,8 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
     },
 }
 _LISTS = {"receiver.ingest_tokens": "ingest_tokens"}  # lists of mappings, checked where they are used
-_TOP = {
-    "store",
-    "receiver",
-    "metrics",
-    "pricing",
-    "api",
-    "retention",
-    "budgets",
-    "credits",
-    "alerts",
-    "dimensions",
-    "reports",
-}
+_TOP = {"store", "receiver", "metrics", "pricing", "api", "retention", "budgets", "credits", "alerts"}
+_TOP |= {"timezone", "health", "dimensions", "reports"}
 
 
 def load(path: str | None = None, *, env: Mapping[str, str] | None = None, **flags: str | int | None) -> Config:
@@ -164,6 +155,7 @@ def _read(path: str) -> dict[str, Any]:
         values["dimensions"] = data["dimensions"]
     if data.get("reports") is not None:
         values["reports"] = data["reports"]
+    values.update({k: data[k] for k in ("timezone", "health") if data.get(k) is not None})
     return values
 
 

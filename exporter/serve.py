@@ -11,6 +11,7 @@ import uvicorn
 
 from .api.auth import parse_tokens
 from .api.routes import create_router, install
+from .api.settings import Analytics
 from .budgets.config import BudgetSettings
 from .budgets.metrics import BudgetMetrics
 from .config import Config, ConfigError, is_loopback, split_address
@@ -49,6 +50,7 @@ def serve(config: Config) -> int:
     budgets = BudgetSettings.from_config(config)
     dimensions = Dimensions.from_config(config)
     scheduled = scheduled_reports(config)
+    analytics = Analytics.from_config(config)
     tokens = parse_tokens(config.api_tokens)
     host, port = split_address(config.http, "http")
     if not tokens and not is_loopback(host):
@@ -97,7 +99,8 @@ def serve(config: Config) -> int:
         max_concurrent=config.max_concurrent_http_requests,
     )
     more = [statement_route(store, pricer)]
-    install(app, create_router(store, tokens, pricer, budgets, dimensions.keys, more), config.retry_after_seconds)
+    router = create_router(store, tokens, pricer, budgets, analytics, dimensions.keys, more)
+    install(app, router, config.retry_after_seconds)
     retention = Scheduler(
         store, config.retention_days, config.retention_payload_days, config.retention_interval_seconds
     ).start()

@@ -416,8 +416,9 @@ def test_insights(api: Api) -> None:
         assert [(d[name], d["requests"]) for d in drivers] == [(k[0], len(rs)) for k, rs in ranked], name
         assert [d["cost_usd"] for d in drivers] == pytest.approx([usd(cost(rs)) for _, rs in ranked], abs=1e-9)
     assert report["projected_30d_cost_usd"] == pytest.approx(total / 1e9 / 7 * 30, rel=1e-6)
-    # Errors above 5% and unpriced requests each give a recommendation.
-    assert len(report["recommendations"]) == 2
+    # The recommendations are the savings advice (tests/test_savings.py), none canned.
+    assert report["recommendations"] == [item["advice"] for item in report["savings"]]
+    assert all(item["estimated_saving_usd"] > 0 and item["evidence"] for item in report["savings"])
 
     # The default range is 30d: everything, and no earlier period.
     report = api.json("/api/v1/insights")
@@ -437,16 +438,34 @@ def test_health(api: Api) -> None:
         assert (entry["requests"], entry["errors"]) == (len(rs), errors)
         assert entry["success_rate"] == pytest.approx(1 - errors / len(rs), abs=1e-6)
         assert entry["avg_latency_ms"] == pytest.approx(sum(r.duration_s for r in rs) * 1000 / len(rs), abs=1e-3)
+    # The default bounds: 10 errors critical, 5 warning, else healthy from 95% success, else degraded.
     assert providers["openai"]["errors"] == 0 and providers["openai"]["health"] == "healthy"
-    assert providers["groq"]["success_rate"] < 0.75 and providers["groq"]["health"] == "critical"
-    assert providers["anthropic"]["health"] == "warning"
+    assert providers["groq"]["errors"] == 3 and providers["groq"]["health"] == "degraded"
+    assert providers["anthropic"]["errors"] == 1 and providers["anthropic"]["health"] == "degraded"
+    assert providers["groq"]["errors_by_type"] == {"rate_limit": 2, "server_error": 1}
+    last = max((r for r in CURRENT if r.provider == "groq" and r.status == "error"), key=lambda r: r.start_time_ns)
+    assert providers["groq"]["last_error"]["id"] == last.record_id
+    assert (providers["groq"]["last_error"]["type"], providers["groq"]["last_error"]["message"]) == (
+        last.error_type,
+        last.error_message,
+    )
+    newest = max((r for r in CURRENT if r.provider == "openai"), key=lambda r: r.start_time_ns)
+    assert providers["openai"]["last_used"].startswith(iso(newest.start_time_ns)[:-1])
+    assert providers["openai"]["last_error"] is None
+    groq = [r for r in CURRENT if r.provider == "groq"]
+    newest_ok = max((r for r in groq if r.status == "success"), key=lambda r: r.start_time_ns)
+    assert providers["groq"]["last_used"].startswith(iso(newest_ok.start_time_ns)[:-1])
+    newest_any = max(groq, key=lambda r: r.start_time_ns)
+    assert newest_any.status == "error" and newest_any is not newest_ok  # the last request failed: not a use
+    assert providers["groq"]["last_request"].startswith(iso(newest_any.start_time_ns)[:-1])
     models = {(m["provider"], m["model"]): m["health"] for m in report["models"]}
     assert models == {
         ("openai", "gpt-4o-mini"): "healthy",
         ("openai", "gpt-4o"): "healthy",
-        ("anthropic", "claude-haiku-4-5"): "warning",
-        ("groq", "llama-3.3"): "critical",
+        ("anthropic", "claude-haiku-4-5"): "degraded",
+        ("groq", "llama-3.3"): "degraded",
     }
+    assert report["thresholds"] == {"critical_errors": 10, "warning_errors": 5, "healthy_success_rate": 0.95}
     # The default range is the last 24 hours.
     recent = [r for r in CURRENT if r.start_time_ns > NOW - 23 * HOUR]
     report = api.json("/api/v1/health")

@@ -6,11 +6,15 @@ import argparse
 import json
 import sys
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmtally.exporter.api import extra_filters
 from llmtally.exporter.api.params import FILTERS, RANGES, Filters, TimeRange, time_range
 from llmtally.exporter.store import Store, open_store
+
+if TYPE_CHECKING:  # the `serve` extra: `llmtally --version` works without it
+    from llmtally.exporter.api.settings import Analytics
+    from llmtally.exporter.price import Pricer
 
 
 def add_store(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +24,7 @@ def add_store(parser: argparse.ArgumentParser) -> None:
 
 def add_range(parser: argparse.ArgumentParser, default: str) -> None:
     group = parser.add_argument_group("time range (UTC)")
-    group.add_argument("--range", choices=RANGES, help=f"default {default}; custom needs --start")
+    group.add_argument("--range", choices=RANGES, help=f"default {default}; 1h is the last hour; custom needs --start")
     group.add_argument("--start", help="ISO 8601 date or date-time")
     group.add_argument("--end", help="ISO 8601 date (inclusive) or date-time (exclusive); default now")
     parser.set_defaults(default_range=default)
@@ -30,7 +34,8 @@ def add_filters(parser: argparse.ArgumentParser, statuses: tuple[str, ...]) -> N
     group = parser.add_argument_group("filters")
     for name in FILTERS:
         group.add_argument(f"--{name.replace('_', '-')}", dest=f"filter_{name}", metavar="VALUE")
-    group.add_argument("--status", choices=statuses)
+    group.add_argument("--status", metavar="STATUS", help=f"{', '.join(statuses)}, or an HTTP status code such as 429")
+    group.add_argument("--http-status", metavar="CODE", help="the exact HTTP status code (429, 500, ...)")
     group.add_argument(
         "--param",
         action="append",
@@ -76,7 +81,8 @@ def asked(args: argparse.Namespace) -> tuple[TimeRange, Filters]:
 def asked_filters(args: argparse.Namespace) -> Filters:
     """The filters of the command's options (--param and --dim included)."""
     values: dict[str, str | None] = {name: getattr(args, f"filter_{name}") for name in FILTERS}
-    filters = Filters.parse({**values, "status": args.status}, args.statuses)
+    status = {"status": args.status, "http_status": args.http_status}
+    filters = Filters.parse({**values, **status}, args.statuses)
     params = extra_filters.pairs(args.param, "--param")
     extra = {extra_filters.PARAM_PREFIX + k: v for k, v in params.items()} | extra_filters.pairs(args.dim, "--dim")
     if extra:
@@ -85,6 +91,22 @@ def asked_filters(args: argparse.Namespace) -> Filters:
     return filters
 
 
+def analytics_from(args: argparse.Namespace) -> Analytics:
+    """The `timezone:` and `health:` settings of the command's llmtally.yaml."""
+    from llmtally.exporter.api.settings import Analytics
+    from llmtally.exporter.config import load
+
+    return Analytics.from_config(load(args.config, store=args.store))
+
+
 def print_json(value: Any) -> None:
     json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
+
+
+def pricer_from(args: argparse.Namespace) -> Pricer:
+    """The pricer of the command's llmtally.yaml (its `pricing:` overrides, markup and fees)."""
+    from llmtally.exporter.config import load
+    from llmtally.exporter.price import Pricer, PricingConfig
+
+    return Pricer(PricingConfig.from_dict(load(args.config, store=args.store).pricing))

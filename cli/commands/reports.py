@@ -7,10 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 from llmtally.exporter.api import reports
-from llmtally.exporter.api.params import Filters, TimeRange, group_by
+from llmtally.exporter.api.health import health as health_report
+from llmtally.exporter.api.params import Filters, TimeRange, check_buckets, group_by
 from llmtally.exporter.store import Store
 
-from .options import asked, declared_dimensions, open_from, print_json
+from .options import analytics_from, asked, declared_dimensions, open_from, pricer_from, print_json
 from .tables import Column, count, millis, money, percent, show, text
 
 _FIGURES: list[Column] = [
@@ -24,6 +25,9 @@ _FIGURES: list[Column] = [
     ("cost", "customer_cost_usd", money),
     ("unpriced", "unpriced_requests", count),
     ("avg latency", "avg_latency_ms", millis),
+    ("cost/request", "avg_cost_per_request_usd", money),
+    ("cost/1k tokens", "cost_per_1k_tokens_usd", money),
+    ("members", "active_members", count),
 ]
 
 
@@ -47,7 +51,13 @@ def _period(report: dict[str, Any]) -> str:
 
 def usage(args: argparse.Namespace) -> int:
     names = group_by(args.by, declared_dimensions(args))
-    report = _report(args, lambda store, span, filters: reports.usage(store, span, filters, names))
+    zone = analytics_from(args).timezone
+
+    def build(store: Store, span: TimeRange, filters: Filters) -> dict[str, Any]:
+        check_buckets(span, names)
+        return reports.usage(store, span, filters, names, zone)
+
+    report = _report(args, build)
     if report is None:
         return 0
     columns: list[Column] = [(g, g, text) for g in names]
@@ -93,12 +103,13 @@ def requests(args: argparse.Namespace) -> int:
                 )
             return 0
         span, filters = asked(args)
-        page = reports.request_log(store, span, filters, args.limit, args.cursor)
+        page = reports.request_log(store, span, filters, args.limit, args.cursor, args.sort)
     if args.json:
         print_json(page)
         return 0
     more = f"more: llmtally requests --cursor {page['next_cursor']} ..." if page["next_cursor"] else None
-    show(f"Requests {_period(page)}, newest first", page["requests"], _LOG, caption=more)
+    order = "newest first" if page["sort"] == "-time" else f"sorted by {page['sort']}"
+    show(f"Requests {_period(page)}, {order}", page["requests"], _LOG, caption=more)
     return 0
 
 
@@ -126,7 +137,8 @@ def errors(args: argparse.Namespace) -> int:
 
 
 def insights(args: argparse.Namespace) -> int:
-    report = _report(args, reports.insights)
+    pricer = pricer_from(args)
+    report = _report(args, lambda store, span, filters: reports.insights(store, span, filters, pricer=pricer))
     if report is None:
         return 0
     trend = report["trend"]
@@ -152,22 +164,52 @@ def insights(args: argparse.Namespace) -> int:
             rows,
             [(name, name, text), ("cost", "cost_usd", money), ("requests", "requests", count)],
         )
+    show(
+        "Savings advice (provider cost, estimated from this period's usage and the genai-prices catalog)",
+        [{**item, "suggestion": item.get("suggested_model", "")} for item in report["savings"]],
+        [
+            ("advice", "kind", text),
+            ("provider", "provider", text),
+            ("model", "model", text),
+            ("suggestion", "suggestion", text),
+            ("saving", "estimated_saving_usd", money),
+        ],
+    )
     for line in report["recommendations"]:
         print(f"- {line}")
     return 0
 
 
 def health(args: argparse.Namespace) -> int:
-    report = _report(args, reports.health)
+    bounds = analytics_from(args).health
+    report = _report(args, lambda store, span, filters: health_report(store, span, filters, bounds))
     if report is None:
         return 0
+    for entries in (report["providers"], report["models"]):
+        for entry in entries:
+            error = entry["last_error"]
+            entry["error"] = (
+                f"{error['time']} {error['type'] or 'unknown'}: {error['message'] or ''}" if error else None
+            )
     figures: list[Column] = [
         ("requests", "requests", count),
+        ("errors", "errors", count),
         ("success", "success_rate", percent),
         ("avg latency", "avg_latency_ms", millis),
         ("avg ttft", "avg_ttft_ms", millis),
+        ("last used", "last_used", text),
+        ("last error", "error", text),
         ("health", "health", text),
     ]
+    bounds_text = (
+        f"critical from {bounds.critical_errors} errors, warning from {bounds.warning_errors}, "
+        f"healthy from {bounds.healthy_success_rate:.0%} success, else degraded"
+    )
     show(f"Provider health {_period(report)}", report["providers"], [("provider", "provider", text), *figures])
-    show("Model health", report["models"], [("provider", "provider", text), ("model", "model", text), *figures])
+    show(
+        "Model health",
+        report["models"],
+        [("provider", "provider", text), ("model", "model", text), *figures],
+        caption=bounds_text,
+    )
     return 0

@@ -9,17 +9,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo
 
 from ..normalise.record import Record
 from ..store import Store, UsageRow
 from ..store.json_sql import JsonFilters
 from ..store.record_usage import DIMENSION_PREFIX
 from ..store.rollup import DAY_NS, HOUR_NS, SUMS
-from ..store.select import STATUSES, Cursor, Selection
+from ..store.select import SORT_KEYS, STATUSES, Cursor, Selection, sort_value
+from .periods import MAX_PERIODS, PERIODS, periods
 
-RangeName = Literal["today", "24h", "7d", "30d", "custom"]
+RangeName = Literal["1h", "today", "24h", "7d", "30d", "custom"]
 RANGES: tuple[str, ...] = get_args(RangeName)
-_SPAN_NS = {"24h": DAY_NS, "7d": 7 * DAY_NS, "30d": 30 * DAY_NS}
+_SPAN_NS = {"1h": HOUR_NS, "24h": DAY_NS, "7d": 7 * DAY_NS, "30d": 30 * DAY_NS}
 # Instants taken: from the epoch to 2200 (times are ns since the epoch in 64-bit columns; far earlier or later ones
 # overflow the queries, the previous period or the date conversions).
 _LATEST_NS = 7_258_118_400 * 1_000_000_000  # 2200-01-01T00:00:00Z
@@ -39,8 +41,8 @@ FILTERS = {
     "error_type": "error_type",
     "service_tier": "service_tier",
 }
-GROUPS = (*FILTERS, "status", "hour", "day")
-_GROUP_COLUMNS = {**FILTERS, "status": "status", "hour": "hour", "day": "day"}
+GROUPS = (*FILTERS, "status", "hour", "day", "week", "month")
+_GROUP_COLUMNS = {**FILTERS, "status": "status", "hour": "hour", "day": "day", "week": "week", "month": "month"}
 USAGE_STATUSES = ("success", "error")
 LOG_STATUSES = STATUSES
 
@@ -104,7 +106,7 @@ def time_range(
     default: str = "7d",
     now_ns: int | None = None,
 ) -> TimeRange:
-    """The range asked for: `today` (since 00:00 UTC), `24h`, `7d`, `30d` (ending now), or `custom` from `start`
+    """The range asked for: `today` (since 00:00 UTC), `1h`, `24h`, `7d`, `30d` (ending now), or `custom` from `start`
     to `end` (dates or date-times; a date as `end` includes that day; `end` defaults to now). Giving `start` or
     `end` alone implies custom."""
     now = time.time_ns() if now_ns is None else now_ns
@@ -170,6 +172,7 @@ class Filters:
 
     equal: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     status: tuple[str, ...] = ()
+    http_status: tuple[int, ...] = ()  # exact HTTP status codes (any of them)
     json: JsonFilters = field(default_factory=dict)  # request parameters and dimensions (`extra_filters`)
 
     def __post_init__(self) -> None:
@@ -185,7 +188,7 @@ class Filters:
     ) -> Filters:
         """Checks the filters of an API call or a command: each a string or a list of strings (repeated
         parameters), see `values_of`."""
-        given = {k: v for k, v in values.items() if v is not None and k != "status"}
+        given = {k: v for k, v in values.items() if v is not None and k not in ("status", "http_status")}
         unknown = [k for k in given if k not in FILTERS]
         if unknown:
             raise QueryError(f"unknown filter(s) {', '.join(unknown)}; known: {', '.join(FILTERS)}")
@@ -193,16 +196,19 @@ class Filters:
         with_nul = [k for k, v in parsed.items() if any("\x00" in item for item in v)]  # PostgreSQL refuses them
         if with_nul:
             raise QueryError(f"{', '.join(with_nul)} must not contain NUL characters")
-        status = values_of(values.get("status"))
+        status, codes = http_statuses(values_of(values.get("status")), values_of(values.get("http_status")))
         wrong = [s for s in status if s not in statuses]
         if wrong:
-            raise QueryError(f"status must be one of {', '.join(statuses)}, not {', '.join(map(repr, wrong))}")
+            raise QueryError(
+                f"status must be one of {', '.join(statuses)} or an HTTP status code (100-599), "
+                f"not {', '.join(map(repr, wrong))}"
+            )
         if set(USAGE_STATUSES) <= set(status):
             status = ()  # success or error: every record
-        return cls(parsed, status)
+        return cls(parsed, status, codes)
 
     def with_user(self, user: str) -> Filters:
-        return Filters({**self.equal, "user": (user,)}, self.status, self.json)
+        return replace(self, equal={**self.equal, "user": (user,)})
 
     def single(self) -> dict[str, str]:
         """Store column -> value of the filters with one value (status only as success/error)."""
@@ -236,9 +242,9 @@ class Filters:
         single = {**self.single(), **(extra or {})}
         several = {c: v for c, v in self.several().items() if c not in single}
         if not several:
-            return store.usage(group_by, start_ns, end_ns, single)
+            return store.usage(group_by, start_ns, end_ns, single, self.http_status)
         wider = [*group_by, *(c for c in several if c not in group_by)]
-        rows = store.usage(wider, start_ns, end_ns, single)
+        rows = store.usage(wider, start_ns, end_ns, single, self.http_status)
         kept = [row for row in rows if all(str(row[c]) in values for c, values in several.items())]
         if len(wider) == len(group_by):
             return kept
@@ -267,7 +273,8 @@ class Filters:
         names = list(self.equal)
         choices = [self.equal[n] for n in names]
         statuses: Sequence[str | None] = self.status or (None,)
-        count = len(statuses)
+        codes: Sequence[int | None] = self.http_status or (None,)
+        count = len(statuses) * len(codes)
         for values in choices:
             count *= len(values)
         if count > MAX_COMBINATIONS:
@@ -281,10 +288,12 @@ class Filters:
                 span.end_ns,
                 {FILTERS[n]: v for n, v in zip(names, combo, strict=True)},
                 status,
-                self.json,
+                json=self.json,
+                http_status=code,
             )
             for combo in itertools.product(*choices)
             for status in statuses
+            for code in codes
         ]
 
     def selection(self, span: TimeRange) -> Selection:
@@ -295,28 +304,36 @@ class Filters:
         return found[0]
 
     def page(
-        self, store: Store, span: TimeRange, limit: int, cursor: Cursor | None = None, *, newest_first: bool = True
+        self,
+        store: Store,
+        span: TimeRange,
+        limit: int,
+        cursor: Cursor | None = None,
+        *,
+        newest_first: bool = True,
+        sort: str = "time",
     ) -> tuple[list[Record], Cursor | None]:
         """A page of the records these filters match, as `store.page`: with several values, each combination's
         page (from the same snapshot and position) merged in page order."""
         selections = self.selections(span)
         if len(selections) == 1:
-            return store.page(selections[0], limit, cursor, newest_first=newest_first)
+            return store.page(selections[0], limit, cursor, newest_first=newest_first, sort=sort)
         if cursor is None:  # every combination from the same snapshot, before the first record in page order
-            cursor = Cursor(store.snapshot(), span.end_ns if newest_first else span.start_ns - 1, "")
+            edge = float("inf") if newest_first else float("-inf")
+            cursor = Cursor(store.snapshot(), span.end_ns if newest_first else span.start_ns - 1, "", sort, edge)
         merged: dict[str, Record] = {}
         more = False
         for selection in selections:
-            records, following = store.page(selection, limit, cursor, newest_first=newest_first)
+            records, following = store.page(selection, limit, cursor, newest_first=newest_first, sort=sort)
             more = more or following is not None
             for record in records:
                 merged[record.record_id] = record
-        ordered = sorted(merged.values(), key=lambda r: (r.start_time_ns, r.record_id), reverse=newest_first)
+        ordered = sorted(merged.values(), key=lambda r: (sort_value(r, sort), r.record_id), reverse=newest_first)
         taken = ordered[:limit]
         if not taken or (len(ordered) <= limit and not more):
             return taken, None
         last = taken[-1]
-        return taken, Cursor(cursor.snapshot, last.start_time_ns, last.record_id)
+        return taken, Cursor(cursor.snapshot, last.start_time_ns, last.record_id, sort, sort_value(last, sort))
 
     def records(self, store: Store, span: TimeRange, chunk: int = 2000) -> Iterator[Record]:
         """Every record these filters match, oldest first, a page at a time (constant memory). Filters that cannot
@@ -342,9 +359,40 @@ class Filters:
         out: dict[str, str | list[str]] = {k: v[0] if len(v) == 1 else list(v) for k, v in self.equal.items()}
         if self.status:
             out["status"] = self.status[0] if len(self.status) == 1 else list(self.status)
+        if self.http_status:
+            codes = [str(c) for c in self.http_status]
+            out["http_status"] = codes[0] if len(codes) == 1 else codes
         for (column, key), values in self.json.items():
             out[f"param.{key}" if column == "params" else key] = values[0] if len(values) == 1 else list(values)
         return out
+
+
+def http_statuses(status: Sequence[str], http_status: Sequence[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """`status` values split into named statuses and HTTP status codes (`status=429` is `http_status=429`), and
+    the codes of both, checked."""
+    codes = [s for s in status if s.isdigit()]
+    named = tuple(s for s in status if not s.isdigit())
+    if codes and named:
+        raise QueryError("status takes statuses (success, error, ...) or HTTP status codes, not both at once")
+    out = []
+    for code in (*codes, *http_status):
+        if not (code.isascii() and code.isdigit() and 100 <= int(code) <= 599):
+            raise QueryError(f"an HTTP status must be a code from 100 to 599, not {code!r}")
+        out.append(int(code))
+    return named, tuple(dict.fromkeys(out))
+
+
+SORTS = tuple(f"{sign}{name}" for name in SORT_KEYS for sign in ("-", ""))
+
+
+def sort_order(text: str | None) -> tuple[str, bool]:
+    """A request-log `sort` (time, cost, latency or tokens; a leading - for descending; default -time, newest
+    first) -> (SORT_KEYS name, descending)."""
+    text = (text or "-time").strip()
+    name = text.removeprefix("-")
+    if name not in SORT_KEYS:
+        raise QueryError(f"sort must be one of {', '.join(SORTS)}, not {text!r}")
+    return name, text.startswith("-")
 
 
 def group_by(text: str | None, dimensions: Sequence[str] = ()) -> list[str]:
@@ -356,8 +404,8 @@ def group_by(text: str | None, dimensions: Sequence[str] = ()) -> list[str]:
         raise QueryError(f"group_by: unknown name(s) {', '.join(unknown)}; known: {known}")
     if len(set(names)) != len(names):
         raise QueryError(f"group_by names must be distinct, got {text!r}")
-    if "hour" in names and "day" in names:
-        raise QueryError("group_by takes hour or day, not both")
+    if len([n for n in names if n in TIME_GROUPS]) > 1:
+        raise QueryError(f"group_by takes one of {', '.join(TIME_GROUPS)}, not several")
     return names
 
 
@@ -373,10 +421,12 @@ def buckets(span: TimeRange, width_ns: int) -> list[int]:
 
 
 BUCKET_WIDTH = {"hour": HOUR_NS, "day": DAY_NS}
+TIME_GROUPS = (*BUCKET_WIDTH, *PERIODS)
 
 
 def check_buckets(span: TimeRange, names: Sequence[str]) -> None:
-    """Refuses an hour or day grouping with more than MAX_BUCKETS buckets over the range."""
+    """Refuses an hour or day grouping with more than MAX_BUCKETS buckets over the range, a week or month one with
+    more than MAX_PERIODS."""
     for name in names:
         if name in BUCKET_WIDTH:
             width = BUCKET_WIDTH[name]
@@ -384,5 +434,12 @@ def check_buckets(span: TimeRange, names: Sequence[str]) -> None:
             if count > MAX_BUCKETS:
                 raise QueryError(
                     f"group_by={name} over this range gives {count:,} buckets, more than {MAX_BUCKETS:,}: "
+                    "use a shorter range or a coarser bucket"
+                )
+        if name in PERIODS:
+            count = len(periods(span.start_ns, span.end_ns, name, ZoneInfo("UTC")))
+            if count > MAX_PERIODS:
+                raise QueryError(
+                    f"group_by={name} over this range gives {count:,} buckets, more than {MAX_PERIODS}: "
                     "use a shorter range or a coarser bucket"
                 )

@@ -1,4 +1,4 @@
-"""The reports: usage, request log, errors, cost insights and provider/model health, as JSON-ready dicts.
+"""The reports: usage, request log, errors and cost insights, as JSON-ready dicts (health: health.py).
 
 Every report reads the audit store through `Store.usage` (rollups) or `Store.page` (records); costs are given in
 USD and, exactly, in nano-USD (`*_nusd`).
@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ..normalise.record import Record, usd
+from ..price import Pricer
 from ..store import Store, UsageRow
 from ..store.rollup import FLOAT_SUMS, INT_SUMS, TOKENS
 from ..store.select import Cursor
-from .params import BUCKET_WIDTH, FILTERS, Filters, TimeRange, buckets, group_column, iso
+from .params import BUCKET_WIDTH, FILTERS, Filters, TimeRange, buckets, group_column, iso, sort_order
+from .periods import PERIODS, label, periods
+from .savings import savings
 
 _ZERO: UsageRow = {**dict.fromkeys((*INT_SUMS, "ttft_count"), 0), **dict.fromkeys(FLOAT_SUMS, 0.0)}
 _PUBLIC = {column: name for name, column in FILTERS.items()}
-# Health: success rate at or above each bound, else the next; the error-rate alert thresholds are 10% and 25%.
-HEALTH_BOUNDS = (("healthy", 0.95), ("degraded", 0.90), ("warning", 0.75))
-SLOW_LATENCY_MS = 30_000.0  # a healthy success rate with a mean latency above this is reported degraded
 
 
 def _rate(part: float, whole: float) -> float:
@@ -42,6 +43,15 @@ def figures(row: Mapping[str, Any]) -> dict[str, Any]:
         "unpriced_requests": int(row["unpriced_requests"]),
         "avg_latency_ms": round(float(row["duration_s_sum"]) * 1000 / requests, 3) if requests else None,
         "avg_ttft_ms": round(float(row["ttft_s_sum"]) * 1000 / ttft_count, 3) if ttft_count else None,
+        **averages(int(row["customer_cost_nusd"]), requests, int(row["total_tokens"])),
+    }
+
+
+def averages(cost_nusd: int, requests: int, tokens: int) -> dict[str, float | None]:
+    """Customer cost per request and per 1,000 tokens, in USD (None without requests or tokens)."""
+    return {
+        "avg_cost_per_request_usd": round(cost_nusd / requests / 1e9, 9) if requests else None,
+        "cost_per_1k_tokens_usd": round(cost_nusd * 1000 / tokens / 1e9, 9) if tokens else None,
     }
 
 
@@ -53,9 +63,9 @@ def _sum_rows(rows: Sequence[UsageRow]) -> UsageRow:
     return total
 
 
-def _fill(rows: list[UsageRow], names: Sequence[str], span: TimeRange) -> list[UsageRow]:
-    """Rows for the hour/day buckets with no requests (zeros), for every combination of the other groups seen."""
-    time_name = next((n for n in names if n in BUCKET_WIDTH), None)
+def _fill(rows: list[UsageRow], names: Sequence[str], time_name: str | None, slots: Sequence[Any]) -> list[UsageRow]:
+    """Rows for the time buckets (`slots`) with no requests (zeros), for every combination of the other groups
+    seen."""
     if time_name is None:
         return rows
     others = [n for n in names if n != time_name]
@@ -64,10 +74,10 @@ def _fill(rows: list[UsageRow], names: Sequence[str], span: TimeRange) -> list[U
     filled = list(rows)
     for combo in combos:
         values = dict(zip(others, combo, strict=True))
-        for bucket in buckets(span, BUCKET_WIDTH[time_name]):
+        for bucket in slots:
             key = {**values, time_name: bucket}
             if tuple(key[n] for n in names) not in seen:
-                filled.append({**key, **_ZERO})
+                filled.append({**key, **_ZERO, "active_members": 0})
     filled.sort(key=lambda row: tuple(row[n] for n in names))
     return filled
 
@@ -76,21 +86,58 @@ def _group_value(name: str, value: Any) -> Any:
     return iso(int(value)) if name in BUCKET_WIDTH else value
 
 
-def usage(store: Store, span: TimeRange, filters: Filters, groups: Sequence[str]) -> dict[str, Any]:
-    """Sums per group (public names, hour/day as RFC 3339 bucket starts) over the range, with empty time buckets
-    filled, plus the totals."""
+def _with_members(
+    store: Store, filters: Filters, columns: Sequence[str], start_ns: int, end_ns: int
+) -> tuple[list[UsageRow], set[str]]:
+    """The usage rows of [start_ns, end_ns) with their active members (distinct users with a request), and every
+    member seen: one usage query more, grouped by user as well."""
+    rows = filters.usage(store, columns, start_ns, end_ns)
+    by_user = rows if "user_id" in columns else filters.usage(store, [*columns, "user_id"], start_ns, end_ns)
+    members: dict[tuple[Any, ...], set[str]] = {}
+    for row in by_user:
+        if row["user_id"] and int(row["requests"]):
+            members.setdefault(tuple(row[c] for c in columns), set()).add(str(row["user_id"]))
+    for row in rows:
+        row["active_members"] = len(members.get(tuple(row[c] for c in columns), ()))
+    return rows, set().union(*members.values())
+
+
+def usage(
+    store: Store, span: TimeRange, filters: Filters, groups: Sequence[str], zone: ZoneInfo | None = None
+) -> dict[str, Any]:
+    """Sums per group (public names; hour/day as RFC 3339 UTC bucket starts, week/month as the local start in
+    `zone` with its offset) over the range, with empty time buckets filled, plus the totals; each with the active
+    members (distinct users). A week or month is one exact usage query per bucket."""
     columns = [group_column(g) for g in groups]
-    rows = filters.usage(store, columns, span.start_ns, span.end_ns)
-    rows = _fill(rows, columns, span)
+    period = next((c for c in columns if c in PERIODS), None)
+    time_name = next((c for c in columns if c in BUCKET_WIDTH), period)
+    members: set[str] = set()
+    if period is None:
+        rows, members = _with_members(store, filters, columns, span.start_ns, span.end_ns)
+        slots: list[Any] = buckets(span, BUCKET_WIDTH[time_name]) if time_name else []
+    else:
+        rest = [c for c in columns if c != period]
+        rows, slots = [], []
+        for start, end, local in periods(span.start_ns, span.end_ns, period, zone or ZoneInfo("UTC")):
+            part, seen = _with_members(store, filters, rest, start, end)
+            rows += [{**row, period: label(local)} for row in part]
+            slots.append(label(local))
+            members |= seen
+    rows = _fill(rows, columns, time_name, slots)
     return {
         "range": span.as_json(),
         "group_by": list(groups),
         "filters": filters.as_json(),
+        "timezone": str(zone or "UTC") if period else "UTC",
         "rows": [
-            {**{g: _group_value(g, row[c]) for g, c in zip(groups, columns, strict=True)}, **figures(row)}
+            {
+                **{g: _group_value(g, row[c]) for g, c in zip(groups, columns, strict=True)},
+                **figures(row),
+                "active_members": row["active_members"],
+            }
             for row in rows
         ],
-        "totals": figures(_sum_rows(rows)),
+        "totals": {**figures(_sum_rows(rows)), "active_members": len(members)},
     }
 
 
@@ -162,13 +209,17 @@ def request_detail(r: Record) -> dict[str, Any]:
 
 
 def request_log(
-    store: Store, span: TimeRange, filters: Filters, limit: int, cursor: str | None = None
+    store: Store, span: TimeRange, filters: Filters, limit: int, cursor: str | None = None, sort: str | None = None
 ) -> dict[str, Any]:
-    """One page of the request log, newest first, and the cursor of the next page (None after the last)."""
-    records, following = filters.page(store, span, limit, Cursor.decode(cursor) if cursor else None)
+    """One page of the request log in `sort` order (see `sort_order`; default newest first) and the cursor of the
+    next page (None after the last)."""
+    key, descending = sort_order(sort)
+    at = Cursor.decode(cursor) if cursor else None
+    records, following = filters.page(store, span, limit, at, newest_first=descending, sort=key)
     return {
         "range": span.as_json(),
         "filters": filters.as_json(),
+        "sort": f"{'-' if descending else ''}{key}",
         "requests": [request_summary(r) for r in records],
         "next_cursor": following.encode() if following else None,
     }
@@ -178,7 +229,7 @@ def _ranked(rows: Sequence[UsageRow], column: str, figure: str = "customer_cost_
     return sorted(rows, key=lambda row: (-int(row[figure]), str(row[column])))
 
 
-def _fold(rows: Sequence[UsageRow], columns: Sequence[str], keep: Mapping[str, str] | None = None) -> list[UsageRow]:
+def fold(rows: Sequence[UsageRow], columns: Sequence[str], keep: Mapping[str, str] | None = None) -> list[UsageRow]:
     """`rows` summed by `columns` (a coarser grouping of the same query), of the rows whose values match `keep`."""
     acc: dict[tuple[Any, ...], UsageRow] = {}
     for row in rows:
@@ -203,12 +254,12 @@ def errors(store: Store, span: TimeRange, filters: Filters) -> dict[str, Any]:
     total = _sum_rows(rows)
     failed = {"status": "error"}
     if filters.single().get("status", "error") == "error":
-        by_type = _fold(rows, ["error_type"], failed)
+        by_type = fold(rows, ["error_type"], failed)
     else:  # only successes asked for: the types come from the errors all the same
         by_type = filters.usage(store, ["error_type"], span.start_ns, span.end_ns, failed)
 
     def breakdown(column: str) -> list[dict[str, Any]]:
-        shown = [row for row in _fold(rows, [column]) if int(row["errors"])]
+        shown = [row for row in fold(rows, [column]) if int(row["errors"])]
         return [
             {
                 _PUBLIC[column]: row[column],
@@ -241,7 +292,7 @@ def _drivers(rows: Sequence[UsageRow], column: str, top: int) -> list[dict[str, 
             "cost_usd": usd(int(row["customer_cost_nusd"])),
             "requests": int(row["requests"]),
         }
-        for row in _ranked(_fold(rows, [column]), column)[:top]
+        for row in _ranked(fold(rows, [column]), column)[:top]
         if int(row["requests"])
     ]
 
@@ -250,27 +301,24 @@ def _drivers(rows: Sequence[UsageRow], column: str, top: int) -> list[dict[str, 
 _DRIVER_GROUPS = (["request_model"], ["user_id", "feature", "api_key"])
 
 
-def insights(store: Store, span: TimeRange, filters: Filters, top: int = 5) -> dict[str, Any]:
+def insights(
+    store: Store, span: TimeRange, filters: Filters, top: int = 5, pricer: Pricer | None = None
+) -> dict[str, Any]:
     """Cost by operation, the trend against the previous period of the same length, the top cost drivers (models,
-    users, features, API keys) and the spend projected over 30 days at the period's daily rate. Three usage
-    queries: by operation and model, by user, feature and API key, and the previous period's total."""
-    by_model = filters.usage(store, ["operation", *_DRIVER_GROUPS[0]], span.start_ns, span.end_ns)
+    users, features, API keys), the spend projected over 30 days at the period's daily rate, and savings advice
+    priced with the catalog (see savings.py). Three usage queries: by operation, provider and model, by user, feature
+    and API key, and the previous period's total; the advice reads how the top models' requests were sent from the
+    records."""
+    by_model = filters.usage(store, ["operation", "provider", *_DRIVER_GROUPS[0]], span.start_ns, span.end_ns)
     by_user = filters.usage(store, _DRIVER_GROUPS[1], span.start_ns, span.end_ns)
-    by_operation = _fold(by_model, ["operation"])
+    by_operation = fold(by_model, ["operation"])
     current = _sum_rows(by_operation)
     before = span.previous()
     previous = _sum_rows(filters.usage(store, [], before.start_ns, before.end_ns))
     cost, previous_cost = int(current["customer_cost_nusd"]), int(previous["customer_cost_nusd"])
     direction = "up" if cost > previous_cost else "down" if cost < previous_cost else "flat"
     days = span.span_ns / 86_400e9
-    recommendations = []
-    if int(current["unpriced_requests"]):
-        recommendations.append(
-            f"{current['unpriced_requests']} requests used models with no known price: add them under "
-            "pricing.overrides in llmtally.yaml, then run `llmtally reprice`"
-        )
-    if int(current["requests"]) and int(current["errors"]) / int(current["requests"]) > 0.05:
-        recommendations.append("more than 5% of requests failed: see `llmtally errors` for the types and models")
+    advice = savings(store, span, filters, pricer or Pricer(), by_model)
     sources = {"request_model": by_model, "user_id": by_user, "feature": by_user, "api_key": by_user}
     return {
         "range": span.as_json(),
@@ -293,48 +341,6 @@ def insights(store: Store, span: TimeRange, filters: Filters, top: int = 5) -> d
             for name in ("model", "user", "feature", "api_key")
         },
         "projected_30d_cost_usd": round(cost / 1e9 / days * 30, 9) if days else 0.0,
-        "recommendations": recommendations,
-    }
-
-
-def health_status(success_rate: float, avg_latency_ms: float | None) -> str:
-    """healthy (>= 95% success), degraded (>= 90%, or healthy but slow), warning (>= 75%), critical (below)."""
-    for status, bound in HEALTH_BOUNDS:
-        if success_rate >= bound:
-            if status == "healthy" and avg_latency_ms is not None and avg_latency_ms > SLOW_LATENCY_MS:
-                return "degraded"
-            return status
-    return "critical"
-
-
-def health(store: Store, span: TimeRange, filters: Filters) -> dict[str, Any]:
-    """Success rate, mean latency and health per provider and per provider/model over the range."""
-
-    def entries(columns: list[str]) -> list[dict[str, Any]]:
-        out = []
-        for row in filters.usage(store, columns, span.start_ns, span.end_ns):
-            shown = figures(row)
-            success = 1.0 - shown["error_rate"]
-            out.append(
-                {
-                    **{_PUBLIC[c]: row[c] for c in columns},
-                    "requests": shown["requests"],
-                    "errors": shown["errors"],
-                    "success_rate": round(success, 6),
-                    "avg_latency_ms": shown["avg_latency_ms"],
-                    "avg_ttft_ms": shown["avg_ttft_ms"],
-                    "health": health_status(success, shown["avg_latency_ms"]),
-                }
-            )
-        return out
-
-    return {
-        "range": span.as_json(),
-        "filters": filters.as_json(),
-        "thresholds": {
-            "success_rate": dict(HEALTH_BOUNDS),
-            "slow_latency_ms": SLOW_LATENCY_MS,
-        },
-        "providers": entries(["provider"]),
-        "models": entries(["provider", "request_model"]),
+        "savings": advice,
+        "recommendations": [item["advice"] for item in advice],
     }

@@ -22,10 +22,13 @@ from ..store import BadCursor, Store, StoreError
 from . import export, extra_filters, reports
 from .auth import Principal, Token, authenticate
 from .extra_query import query_dependency
+from .health import health as health_report
+from .known import refuse_unknown_parameters
 from .params import (
     FILTERS,
     GROUPS,
     LOG_STATUSES,
+    SORTS,
     USAGE_STATUSES,
     Filters,
     QueryError,
@@ -36,6 +39,7 @@ from .params import (
     instant,
     time_range,
 )
+from .settings import Analytics
 
 
 class ErrorBody(BaseModel):
@@ -45,7 +49,7 @@ class ErrorBody(BaseModel):
 
 
 _STATUS_HELP = {
-    400: "A bad parameter (the message names it)",
+    400: "A bad parameter, or one the endpoint does not take (the message names it and what is allowed)",
     401: "No valid API token (when api.tokens are configured)",
     403: "A member token asking for another user's requests, or an app token asking for anything but budgets",
     404: "Not found",
@@ -58,7 +62,7 @@ def _documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API token from api.tokens in llmtally.yaml")
-_RANGE_HELP = "today (since 00:00 UTC), 24h, 7d, 30d, or custom with start/end"
+_RANGE_HELP = "1h (the last hour), today (since 00:00 UTC), 24h, 7d, 30d, or custom with start/end"
 _FILTER_HELP = {
     "user": "the user id",
     "api_key": "the API key alias",
@@ -89,6 +93,7 @@ class Asked:
     end: str | None
     filters: dict[str, list[str] | None]
     status: list[str] | None
+    http_status: list[str] | None = None
     extra: Mapping[str, list[str]] = field(default_factory=dict)  # param.<name> and dimension filters
     dimensions: tuple[str, ...] = ()
 
@@ -97,7 +102,8 @@ class Asked:
 
     def checked_filters(self, statuses: tuple[str, ...]) -> Filters:
         """The filters alone (for calls that take their period in another form)."""
-        filters = Filters.parse({**self.filters, "status": self.status}, statuses)
+        given = {**self.filters, "status": self.status, "http_status": self.http_status}
+        filters = Filters.parse(given, statuses)
         return replace(filters, json=extra_filters.parse(self.extra, self.dimensions))
 
 
@@ -134,7 +140,14 @@ def _asked(
     error_type: Annotated[list[str] | None, Query(description=_FILTER_HELP["error_type"] + _SEVERAL)] = None,
     service_tier: Annotated[list[str] | None, Query(description=_FILTER_HELP["service_tier"] + _SEVERAL)] = None,
     status: Annotated[
-        list[str] | None, Query(description="success or error (request log and export: also 4xx, 5xx)" + _SEVERAL)
+        list[str] | None,
+        Query(
+            description="success or error (request log and export: also 4xx, 5xx), or an HTTP status code such as"
+            " 429 (the same as http_status)" + _SEVERAL
+        ),
+    ] = None,
+    http_status: Annotated[
+        list[str] | None, Query(description="the exact HTTP status code of the answer (429, 500, ...)" + _SEVERAL)
     ] = None,
 ) -> Asked:
     values = dict(
@@ -156,7 +169,7 @@ def _asked(
             strict=True,
         )
     )
-    return Asked(range_, start, end, values, status)
+    return Asked(range_, start, end, values, status, http_status)
 
 
 AskedDep = Annotated[Asked, Depends(_asked)]
@@ -167,6 +180,7 @@ def create_router(
     tokens: Sequence[Token[Principal]],
     pricer: Pricer,
     budgets: BudgetSettings | None = None,
+    analytics: Analytics | None = None,
     dimensions: Sequence[str] = (),
     more: Sequence[Callable[[RouteKit], None]] = (),
 ) -> APIRouter:
@@ -174,6 +188,7 @@ def create_router(
     only their own). `dimensions`: the declared custom dimensions (filters and group_by names). `more` adds routes of
     other parts: each is called with a `RouteKit` (the router and the dependencies its routes share)."""
     budget_settings = budgets or BudgetSettings()
+    settings = analytics or Analytics()
     declared = tuple(dimensions)
     extra_query = query_dependency(declared)
 
@@ -218,7 +233,16 @@ def create_router(
         assert who.user is not None
         return filters.with_user(who.user)
 
-    router = APIRouter(prefix="/api/v1", tags=["analytics"], responses=_documented(400, 401, 403, 503))
+    def known_parameters_only(request: Request, who: AnyWho) -> None:
+        """After authentication (an unknown caller learns nothing of the parameters)."""
+        refuse_unknown_parameters(request)
+
+    router = APIRouter(
+        prefix="/api/v1",
+        tags=["analytics"],
+        responses=_documented(400, 401, 403, 503),
+        dependencies=[Depends(known_parameters_only)],
+    )
 
     @router.get("/usage", summary="Usage and cost, grouped and filtered")
     def usage(
@@ -232,17 +256,23 @@ def create_router(
         span, filters = asked.resolve("7d", USAGE_STATUSES)
         groups = group_by(group_by_, declared)
         check_buckets(span, groups)
-        return reports.usage(store, span, scoped(filters, who), groups)
+        return reports.usage(store, span, scoped(filters, who), groups, settings.timezone)
 
-    @router.get("/requests", summary="The request log, newest first, a page at a time")
+    @router.get(
+        "/requests", summary="The request log, newest first or sorted by cost, latency, tokens, a page at a time"
+    )
     def requests(
         asked: AskedDep,
         who: Who,
         limit: Annotated[int, Query(ge=1, le=1000, description="requests per page")] = 50,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+        sort: Annotated[
+            str | None,
+            Query(description=f"the order, among {', '.join(SORTS)} (- for descending); default -time, newest first"),
+        ] = None,
     ) -> dict[str, Any]:
         span, filters = asked.resolve("7d", LOG_STATUSES)
-        return reports.request_log(store, span, scoped(filters, who), limit, cursor)
+        return reports.request_log(store, span, scoped(filters, who), limit, cursor, sort)
 
     @router.get(
         "/requests/{request_id}",
@@ -260,15 +290,19 @@ def create_router(
         span, filters = asked.resolve("7d", USAGE_STATUSES)
         return reports.errors(store, span, scoped(filters, who))
 
-    @router.get("/insights", summary="Cost insights: by operation, trend, top drivers, 30-day projection")
+    @router.get(
+        "/insights", summary="Cost insights: by operation, trend, top drivers, 30-day projection, savings advice"
+    )
     def insights(asked: AskedDep, who: Who) -> dict[str, Any]:
         span, filters = asked.resolve("30d", USAGE_STATUSES)
-        return reports.insights(store, span, scoped(filters, who))
+        return reports.insights(store, span, scoped(filters, who), pricer=pricer)
 
-    @router.get("/health", summary="Provider and model health: success rate, latency, status")
+    @router.get(
+        "/health", summary="Provider and model health: errors, success rate, latency, last used, last error, status"
+    )
     def health(asked: AskedDep, who: Who) -> dict[str, Any]:
         span, filters = asked.resolve("24h", USAGE_STATUSES)
-        return reports.health(store, span, scoped(filters, who))
+        return health_report(store, span, scoped(filters, who), settings.health)
 
     @router.get(
         "/export",

@@ -60,12 +60,17 @@ class Store(Protocol):
         ...
 
     def usage(
-        self, group_by: Sequence[str], start_ns: int, end_ns: int, filters: Mapping[str, str] | None = None
+        self,
+        group_by: Sequence[str],
+        start_ns: int,
+        end_ns: int,
+        filters: Mapping[str, str] | None = None,
+        http_status: Sequence[int] = (),
     ) -> list[UsageRow]:
         """Sums over the records starting in [start_ns, end_ns) that match `filters` (rollup dimension -> value,
         '' for none), one dict per group: the `group_by` values (names from `GROUPS`; "hour"/"day" as bucket start
         ns, UTC) then the sums. No group_by: one row of totals. Read from the narrowest rollup family that holds the
-        groups and filters (exact for any bounds).
+        groups and filters (exact for any bounds); with `http_status` (HTTP codes, any of them), from the records.
         Raises ValueError for other names."""
         ...
 
@@ -75,9 +80,16 @@ class Store(Protocol):
         ...
 
     def page(
-        self, selection: Selection, limit: int, cursor: Cursor | None = None, *, newest_first: bool = True
+        self,
+        selection: Selection,
+        limit: int,
+        cursor: Cursor | None = None,
+        *,
+        newest_first: bool = True,
+        sort: str = "time",
     ) -> tuple[list[Record], Cursor | None]:
-        """Up to `limit` records of `selection` after `cursor`, and the next page's cursor (None after the last).
+        """Up to `limit` records of `selection` after `cursor`, and the next page's cursor (None after the last),
+        ordered by `sort` (a SORT_KEYS name, then record_id), descending when `newest_first`.
         Pages are taken among the records stored when the first page was read: none repeats, none is skipped."""
         ...
 
@@ -86,6 +98,11 @@ class Store(Protocol):
         ...
 
     def count_matching(self, selection: Selection) -> int: ...
+
+    def stream_mix(self, selection: Selection) -> list[tuple[str, str, int, int]]:
+        """(provider, request_model, requests, non-streamed requests) of the records of `selection`, read from the
+        records (the rollups do not keep how a request was sent)."""
+        ...
 
     def snapshot(self) -> int:
         """A position that grows with every stored record (what a page cursor is bounded by)."""

@@ -14,9 +14,10 @@ from . import layers, rollup
 from .calls import Plan, Stored
 from .columns import COLUMN_LIST, row_to_record, to_json
 from .errors import StoreError
+from .mix import streamed_sql
 from .record_usage import record_usage_sql
 from .report_runs import ReportRuns
-from .select import Cursor, Selection
+from .select import SORT_KEYS, BadCursor, Cursor, Selection, sort_value
 from .usage import usage_sql
 
 RECORDS = rollup.RECORDS
@@ -118,9 +119,14 @@ class SQLStore(ReportRuns, ABC):
         return [row_to_record(row) for row in self._query(sql, (start_ns, end_ns, limit))]
 
     def usage(
-        self, group_by: Sequence[str], start_ns: int, end_ns: int, filters: Mapping[str, str] | None = None
+        self,
+        group_by: Sequence[str],
+        start_ns: int,
+        end_ns: int,
+        filters: Mapping[str, str] | None = None,
+        http_status: Sequence[int] = (),
     ) -> list[rollup.UsageRow]:
-        sql, params, names = usage_sql(group_by, start_ns, end_ns, filters or {}, self.placeholder)
+        sql, params, names = usage_sql(group_by, start_ns, end_ns, filters or {}, self.placeholder, http_status)
         return [dict(zip(names, row, strict=True)) for row in self._query(sql, params)]
 
     def record_usage(self, selections: Sequence[Selection], group_by: Sequence[str]) -> list[rollup.UsageRow]:
@@ -128,30 +134,40 @@ class SQLStore(ReportRuns, ABC):
         return [dict(zip(names, row, strict=True)) for row in self._query(sql, params)]
 
     def page(
-        self, selection: Selection, limit: int, cursor: Cursor | None = None, *, newest_first: bool = True
+        self,
+        selection: Selection,
+        limit: int,
+        cursor: Cursor | None = None,
+        *,
+        newest_first: bool = True,
+        sort: str = "time",
     ) -> tuple[list[Record], Cursor | None]:
-        """Up to `limit` records of `selection` after `cursor` (from the start when None), newest first or oldest
-        first, and the cursor of the next page (None after the last)."""
+        """Up to `limit` records of `selection` after `cursor` (from the start when None), in `sort` order (a
+        SORT_KEYS name, then record_id) descending (`newest_first`) or ascending, and the cursor of the next page
+        (None after the last)."""
         p = self.placeholder
+        if cursor is not None and cursor.sort != sort:
+            raise BadCursor(f"this cursor pages the request log sorted by {cursor.sort}, not by {sort}")
         snapshot = cursor.snapshot if cursor else self.snapshot()
         where, params = selection.where(p)
         where += f" AND {self.seq_column} <= {p}"
         params.append(snapshot)
         direction, compare = ("DESC", "<") if newest_first else ("ASC", ">")
+        key = SORT_KEYS[sort]
         if cursor is not None:
             # The plain bound lets SQLite start its index scan at the cursor (the row value alone is only a filter).
-            where += f" AND start_time_ns {compare}= {p} AND (start_time_ns, record_id) {compare} ({p}, {p})"
-            params += [cursor.start_time_ns, cursor.start_time_ns, cursor.record_id]
+            where += f" AND {key} {compare}= {p} AND ({key}, record_id) {compare} ({p}, {p})"
+            params += [cursor.position, cursor.position, cursor.record_id]
         sql = (
             f"SELECT {COLUMN_LIST} FROM {RECORDS} WHERE {where} "
-            f"ORDER BY start_time_ns {direction}, record_id {direction} LIMIT {p}"
+            f"ORDER BY {key} {direction}, record_id {direction} LIMIT {p}"
         )
         rows = self._query(sql, [*params, limit + 1])
         records = [row_to_record(row) for row in rows[:limit]]
         if len(rows) <= limit:
             return records, None
         last = records[-1]
-        return records, Cursor(snapshot, last.start_time_ns, last.record_id)
+        return records, Cursor(snapshot, last.start_time_ns, last.record_id, sort, sort_value(last, sort))
 
     def iter_records(self, selection: Selection, chunk: int = 2000, *, newest_first: bool = False) -> Iterator[Record]:
         """Every record of `selection` as stored when the iteration starts, `chunk` rows per query."""
@@ -160,6 +176,11 @@ class SQLStore(ReportRuns, ABC):
         while cursor is not None:
             records, cursor = self.page(selection, chunk, cursor, newest_first=newest_first)
             yield from records
+
+    def stream_mix(self, selection: Selection) -> list[tuple[str, str, int, int]]:
+        """(provider, request_model, requests, non-streamed requests) of the records of `selection`."""
+        sql, params = streamed_sql(selection, self.placeholder)
+        return [(p or "", m or "", int(n), int(b or 0)) for p, m, n, b in self._query(sql, params)]
 
     def count_matching(self, selection: Selection) -> int:
         where, params = selection.where(self.placeholder)

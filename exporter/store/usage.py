@@ -97,18 +97,28 @@ def _group_sql(name: str, part: _Part) -> str:
 
 
 def usage_sql(
-    group_by: Sequence[str], start: int, end: int, filters: Mapping[str, str], placeholder: str
+    group_by: Sequence[str],
+    start: int,
+    end: int,
+    filters: Mapping[str, str],
+    placeholder: str,
+    http_status: Sequence[int] = (),
 ) -> tuple[str, list[Any], tuple[str, ...]]:
-    """The usage query for records starting in [start, end) that match `filters` (dimension -> value), its
+    """The usage query for records starting in [start, end) that match `filters` (dimension -> value) and, when
+    given, have one of the `http_status` codes (the rollups do not keep codes: then the records are read), its
     parameters and the names of its result columns (`group_by`, then the sums). Raises ValueError for bad names."""
     check_names(group_by, filters)
     p = placeholder
     branches: list[str] = []
     params: list[Any] = []
-    for part in _parts(family_for(group_by, filters), group_by, start, end):
+    parts = _parts(family_for(group_by, filters), group_by, start, end) if not http_status else []
+    for part in parts or [_Part(RECORDS, None, start, end)]:
         time = part.bucket or "start_time_ns"
         where = [f"{time} >= {p}", f"{time} < {p}", *(f"{_group_sql(name, part)} = {p}" for name in filters)]
         params += [part.start, part.end, *filters.values()]
+        if http_status:
+            where.append(f"http_status IN ({', '.join(p for _ in http_status)})")
+            params += [int(code) for code in http_status]
         groups = [f"{_group_sql(g, part)} AS g{i}" for i, g in enumerate(group_by)]
         sums = [f"{RAW_SUMS[c] if part.bucket is None else f'SUM({c})'} AS {c}" for c in SUMS]
         sql = f"SELECT {', '.join([*groups, *sums])} FROM {part.table} WHERE {' AND '.join(where)}"
