@@ -104,7 +104,7 @@ def serve(config: Config) -> int:
     retention = Scheduler(
         store, config.retention_days, config.retention_payload_days, config.retention_interval_seconds
     ).start()
-    reports = ReportScheduler(store, pricer, scheduled).start()  # reports.apply_config(...) takes a new reports:
+    reports = ReportScheduler(store, pricer, scheduled, zone=analytics.timezone).start()
     server = uvicorn.Server(
         uvicorn.Config(
             app,

@@ -18,6 +18,7 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pypdf
 import pytest
@@ -30,7 +31,7 @@ from llmtally.exporter.config import ConfigError, load
 from llmtally.exporter.price import Pricer, PricingConfig
 from llmtally.exporter.reports.config import parse
 from llmtally.exporter.reports.render import dollars
-from llmtally.exporter.reports.schedule import latest_fire
+from llmtally.exporter.reports.schedule import due_period, latest_fire
 from llmtally.exporter.reports.scheduler import ReportScheduler
 from llmtally.exporter.store import ReportRun, Store, open_store
 from pg_server import PostgresServer
@@ -192,6 +193,26 @@ def test_scheduled_times() -> None:
     for name, now, fire in cases:
         assert latest_fire(reports[name], at(now)) == at(fire), (name, now)
     assert reports["c"].period == "week" and reports["m"].period == "month" and reports["w"].day == 4
+
+
+def test_schedules_and_periods_follow_the_configured_time_zone() -> None:
+    """With `timezone: Europe/Paris`, "monthly on the 1st at 06:00" is 06:00 in Paris and the previous month is
+    Paris' month (winter: UTC+1; the October period ends on the summer/winter change)."""
+    (report,) = parse([{"name": "m", "schedule": "monthly", "day": 1, "at": "06:00", "deliver": {"directory": "x"}}])
+    (cron,) = parse([{"name": "c", "schedule": "0 6 * * *", "period": "previous_day", "deliver": {"directory": "x"}}])
+    paris = ZoneInfo("Europe/Paris")
+    fire, span = due_period(report, at("2026-12-01T05:30:00"), paris)
+    assert fire == at("2026-12-01T05:00:00")
+    assert (span.start_ns, span.end_ns) == (ns_at("2026-10-31T23:00:00"), ns_at("2026-11-30T23:00:00"))
+    fire, span = due_period(report, at("2026-11-15T00:00:00"), paris)
+    assert fire == at("2026-11-01T05:00:00")
+    assert (span.start_ns, span.end_ns) == (ns_at("2026-09-30T22:00:00"), ns_at("2026-10-31T23:00:00"))
+    assert due_period(report, at("2026-12-01T05:30:00"))[0] == at("2026-11-01T06:00:00")  # UTC by default
+    assert latest_fire(cron, at("2026-07-01T04:30:00"), paris) == at("2026-07-01T04:00:00")  # summer: UTC+2
+
+
+def ns_at(text: str) -> int:
+    return int(at(text).timestamp()) * 1_000_000_000
 
 
 @pytest.mark.parametrize(

@@ -295,7 +295,8 @@ def test_bad_parameters(served: Receiver) -> None:
         {"month": "2026-13"},
         {"week": "2026-W60"},
         {"month": "2026-10", "day": "2026-10-01"},
-        {"range": "7d"},
+        {"range": "7d", "month": "2026-10"},
+        {"range": "forever"},
         {"month": "2026-10", "group_by": "day"},
         {"month": "2026-10", "group_by": "colour"},
         {"month": "2026-10", "format": "docx"},
@@ -303,6 +304,7 @@ def test_bad_parameters(served: Receiver) -> None:
         response = get(served, **params)
         assert response.status_code == 400, (params, response.text)
         assert response.json()["error"]
+    assert report(served, range="7d")["period"]["name"] == "7d"  # the API's range presets are periods too
 
 
 def test_a_rerun_gives_the_same_numbers_until_records_are_repriced(served: Receiver, capsys) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from llmtally.exporter.api.params import GROUPS, USAGE_STATUSES, group_by
 
-from .options import add_filters, add_store, asked_filters, declared_dimensions, print_json
+from .options import add_filters, add_store, analytics_from, asked_filters, declared_dimensions, print_json
 from .tables import Column, count, money, show, text
 
 _DIMENSIONS = [g for g in GROUPS if g not in ("hour", "day")]
@@ -17,7 +17,7 @@ FORMATS = ("table", "csv", "json", "html", "pdf")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_store(parser)
-    period = parser.add_argument_group("period (UTC; give one)")
+    period = parser.add_argument_group("period (give one; months, weeks and days in llmtally.yaml's timezone)")
     period.add_argument("--month", metavar="YYYY-MM", help="a calendar month, e.g. 2026-11")
     period.add_argument("--week", metavar="YYYY-Www", help="an ISO week (from Monday), e.g. 2026-W45")
     period.add_argument("--day", metavar="YYYY-MM-DD", help="one day")
@@ -70,7 +70,7 @@ def report(args: argparse.Namespace) -> int:
     fmt = "json" if args.json else args.format
     if fmt == "pdf" and not args.output:
         raise ValueError("--format pdf needs --output FILE")
-    span = periods.period(args.month, args.week, args.day, args.start, args.end)
+    span = periods.period(args.month, args.week, args.day, args.start, args.end, analytics_from(args).timezone)
     names = group_by(args.by, declared_dimensions(args) if args.by else ())
     statement.check_groups(names)
     filters = asked_filters(args)

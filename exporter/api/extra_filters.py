@@ -42,14 +42,6 @@ def parse(given: Mapping[str, str | Sequence[str] | None], dimensions: Collectio
     return out
 
 
-def refuse_unknown_params(names: Collection[str]) -> None:
-    """A clear QueryError for a `param.<name>` query parameter that names no filterable request parameter (the API
-    would otherwise ignore it and answer every record)."""
-    unknown = sorted(n for n in names if n.startswith(PARAM_PREFIX) and n not in PARAM_FILTERS)
-    if unknown:
-        raise QueryError(f"unknown request parameter filter(s) {', '.join(unknown)}; known: {', '.join(PARAM_FILTERS)}")
-
-
 def _typed(name: str, kind: str, text: str) -> Any:
     if kind == "text":
         return text

@@ -4,7 +4,7 @@
 # local to create_router (a string annotation naming it cannot be resolved, so it became a required query parameter).
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -111,13 +111,14 @@ class Asked:
 class RouteKit:
     """What routes added by other parts share with the API's own: the router, the dependencies that give the caller
     and the checked query (`Annotated[Principal | None, Depends(kit.principal)]`), the member scoping of filters and
-    the declared custom dimensions."""
+    the declared custom dimensions, the configured time zone."""
 
     router: APIRouter
     principal: Callable[..., Principal | None]
     asked: Callable[..., Asked]
     scoped: Callable[[Filters, Principal | None], Filters]
     dimensions: tuple[str, ...]
+    timezone: tzinfo
 
 
 def _asked(
@@ -193,11 +194,9 @@ def create_router(
     extra_query = query_dependency(declared)
 
     def asked_with_extra(
-        request: Request,
         asked: Annotated[Asked, Depends(_asked)],
         extra: Annotated[dict[str, list[str]], Depends(extra_query)],
     ) -> Asked:
-        extra_filters.refuse_unknown_params(request.query_params.keys())
         return replace(asked, extra=extra, dimensions=declared)
 
     AskedDep = Annotated[Asked, Depends(asked_with_extra)]
@@ -359,7 +358,7 @@ def create_router(
             credits = []
         return budget_report(states, credits, now)
 
-    kit = RouteKit(router, principal, asked_with_extra, scoped, declared)
+    kit = RouteKit(router, principal, asked_with_extra, scoped, declared, settings.timezone)
     for add in more:
         add(kit)
     return router

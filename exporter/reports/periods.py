@@ -1,5 +1,6 @@
 """A statement's period: a month, an ISO week, a day or explicit bounds; and the period before a moment (what a
-scheduled report covers). UTC; every calendar computation is here so that a time zone can be followed later."""
+scheduled report covers). Calendar periods follow llmtally.yaml's `timezone:` (UTC by default); explicit bounds are
+UTC unless they carry an offset."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from fastapi import Depends, HTTPException, Query
 from fastapi.responses import Response
 
 from ..api.auth import Principal
-from ..api.params import USAGE_STATUSES, group_by
+from ..api.params import USAGE_STATUSES, group_by, time_range
 from ..api.routes import Asked, RouteKit
 from ..price import Pricer
 from ..store import Store
@@ -38,9 +38,12 @@ def add_route(store: Store, pricer: Pricer) -> Callable[[RouteKit], None]:
             format_: Annotated[render.Format, Query(alias="format")] = "json",
             title: Annotated[str, Query(max_length=200, description="the statement's title")] = "Statement",
         ) -> Response:
+            if asked.range_name is not None and (month or week or day or asked.start or asked.end):
+                raise HTTPException(400, "give one period: range, month, week, day or start/end")
             if asked.range_name is not None:
-                raise HTTPException(400, "range: a statement takes month, week, day or start/end")
-            span = periods.period(month, week, day, asked.start, asked.end)
+                span = time_range(asked.range_name, default="30d")
+            else:
+                span = periods.period(month, week, day, asked.start, asked.end, kit.timezone)
             groups = group_by(group_by_, kit.dimensions)
             statement.check_groups(groups)
             filters = kit.scoped(asked.checked_filters(USAGE_STATUSES), who)

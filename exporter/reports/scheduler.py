@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Self
 
 from ..api.params import USAGE_STATUSES, Filters
@@ -45,7 +45,8 @@ class Outcome:
 
 
 class ReportScheduler:
-    """Runs `reports` on schedule over `store`, with `clock` (aware UTC datetimes) as the time."""
+    """Runs `reports` on schedule over `store`, with `clock` (aware UTC datetimes) as the time; schedules and periods
+    are read in `zone` (llmtally.yaml's `timezone:`)."""
 
     def __init__(
         self,
@@ -58,8 +59,10 @@ class ReportScheduler:
         retry_after_seconds: float = RETRY_AFTER_S,
         backoff_seconds: float = 1.0,
         log: Log = _log,
+        zone: tzinfo = UTC,
     ) -> None:
         self._store = store
+        self._zone = zone
         self._pricer = pricer
         self._reports = tuple(reports)
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -121,7 +124,7 @@ class ReportScheduler:
 
     def _claim(self, report: ReportConfig, now: datetime) -> ReportRun | None:
         """This process's claim on the report's due run, or None (done, not due a retry, or claimed elsewhere)."""
-        _, span = due_period(report, now)
+        _, span = due_period(report, now, self._zone)
         now_ns = ns(now)
         run = ReportRun(
             f"report:{report.name}:{span.name}",
@@ -151,7 +154,7 @@ class ReportScheduler:
         run = self._claim(report, now)
         if run is None:
             return None
-        fire, span = due_period(report, now)
+        fire, span = due_period(report, now, self._zone)
         filters = Filters.parse({**report.filters}, USAGE_STATUSES)
         body = statement.build(
             self._store, span, filters, report.by, self._pricer.fee_nusd, title=report.title, now_ns=ns(now)
