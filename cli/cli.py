@@ -90,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     price.add_argument("--config", help="llmtally.yaml with pricing overrides")
     add_json(price)
 
+    from .commands import operations
+
+    operations.add_arguments(commands)
+
     from .commands.bundle import add_arguments
 
     add_arguments(commands.add_parser("bundle", help="write the Grafana, Prometheus, Alertmanager and collector stack"))
@@ -97,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _command(name: str) -> Callable[[argparse.Namespace], int]:
-    from .commands import budgets, bundle, records, reports
+    from .commands import budgets, bundle, operations, records, reports
 
     return {
         "bundle": bundle.bundle,
@@ -111,6 +115,8 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
         "cleanup": records.cleanup,
         "reprice": records.reprice,
         "price": records.price,
+        "forget": operations.forget,
+        "operations": operations.operations,
     }[name]
 
 

@@ -19,7 +19,7 @@ from ..budgets.status import report as budget_report
 from ..budgets.status import states as budget_states
 from ..price import Pricer
 from ..store import BadCursor, Store, StoreError
-from . import export, reports
+from . import export, operations, reports
 from .auth import Principal, Token, authenticate
 from .params import (
     FILTERS,
@@ -287,6 +287,7 @@ def create_router(
             credits = []
         return budget_report(states, credits, now)
 
+    operations.add_routes(router, store, principal)
     return router
 
 

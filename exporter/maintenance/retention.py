@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..store import Selection, Store, StoreError
+from ..store import Operation, Selection, Store, StoreError
 from ..store.rollup import DAY_NS
 from .days import days, floor_day
 
@@ -79,6 +79,10 @@ class Scheduler:
             deleted = run(self._store, plan(self._store, self._days))
         if self._payload_days is not None:
             cleared = run(self._store, plan(self._store, self._payload_days, payloads_only=True))
+        if deleted or cleared:  # kept in the operations log when it changed something
+            arguments = {"days": self._days, "payload_days": self._payload_days, "schedule": True}
+            counts = {"records": deleted, "payloads": cleared}
+            self._store.log_operation(Operation(time.time_ns(), "cleanup", "serve", arguments, "done", counts))
         return deleted, cleared
 
     def _loop(self) -> None:

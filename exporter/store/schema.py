@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from . import oplog
+
 Dialect = Literal["sqlite", "postgresql"]
 
 CREATE_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -335,6 +337,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         7,
         "one record per call: parent span, seen_by, evidence indexes, completion_layers (and call locks)",
         {"sqlite": _V7, "postgresql": (*_V7, _V7_LOCKS)},
+    ),
+    Migration(
+        10,
+        "operations_log: reprice, cleanup, forget and reload, with who, when, arguments and outcome",
+        {"sqlite": oplog.migration("sqlite"), "postgresql": oplog.migration("postgresql")},
     ),
 )
 
