@@ -44,6 +44,7 @@ class Config:
     budgets: Any = None  # the raw budgets:, credits: and alerts: sections (checked by budgets.config)
     credits: Any = None
     alerts: Any = None
+    reload_poll_seconds: float = 1.0  # how often serve checks llmtally.yaml for changes; 0: only on SIGHUP
     path: str | None = None
 
 
@@ -71,9 +72,10 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
         "payload_days": ("retention_payload_days", int),
         "interval_seconds": ("retention_interval_seconds", float),
     },
+    "reload": {"poll_seconds": ("reload_poll_seconds", float)},
 }
 _LISTS = {"receiver.ingest_tokens": "ingest_tokens"}  # lists of mappings, checked where they are used
-_TOP = {"store", "receiver", "metrics", "pricing", "api", "retention", "budgets", "credits", "alerts"}
+_TOP = {"store", "receiver", "metrics", "pricing", "api", "retention", "budgets", "credits", "alerts", "reload"}
 
 
 def load(path: str | None = None, *, env: Mapping[str, str] | None = None, **flags: str | int | None) -> Config:

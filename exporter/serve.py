@@ -12,7 +12,7 @@ import uvicorn
 from .api.auth import parse_tokens
 from .api.routes import create_router, install
 from .budgets.config import BudgetSettings
-from .budgets.metrics import BudgetMetrics
+from .budgets.live import LiveBudgets
 from .config import Config, ConfigError, is_loopback, split_address
 from .maintenance.retention import Scheduler
 from .metrics import Metrics
@@ -27,6 +27,7 @@ from .receive.limits import return_freed_bodies
 from .receive.prepare import quiet_gc
 from .receive.tls import TLS
 from .receive.workers import Workers
+from .reload import Watcher
 from .store import open_store
 
 
@@ -63,7 +64,8 @@ def serve(config: Config) -> int:
         )
     store = open_store(config.store)
     metrics = Metrics(config.max_series)
-    metrics.registry.register(BudgetMetrics(store, budgets))
+    live_budgets = LiveBudgets(store, budgets)  # follows configuration reloads
+    metrics.registry.register(live_budgets.metrics)
     pipeline = Pipeline(store, metrics, max_queued=config.queue_records).start()
     metrics.receiver.watch(pipeline.depth, pricer.catalog_age_seconds)
     count = (os.cpu_count() or 1) if config.workers is None else config.workers
@@ -90,7 +92,7 @@ def serve(config: Config) -> int:
         senders=senders,
         max_concurrent=config.max_concurrent_http_requests,
     )
-    install(app, create_router(store, tokens, pricer, budgets), config.retry_after_seconds)
+    install(app, create_router(store, tokens, pricer, live_budgets), config.retry_after_seconds)
     retention = Scheduler(
         store, config.retention_days, config.retention_payload_days, config.retention_interval_seconds
     ).start()
@@ -122,9 +124,11 @@ def serve(config: Config) -> int:
         signal.signal(handled, lambda *_: None)
     quiet_gc()
     return_freed_bodies()
+    watcher = Watcher(config.path, store, config.reload_poll_seconds).start()
     try:
         server.run()
     finally:
+        watcher.close()
         grpc_server.stop(grace=5).wait()
         if workers is not None:
             workers.close()

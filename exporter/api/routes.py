@@ -143,10 +143,13 @@ AskedDep = Annotated[Asked, Depends(_asked)]
 
 
 def create_router(
-    store: Store, tokens: Sequence[Token[Principal]], pricer: Pricer, budgets: BudgetSettings | None = None
+    store: Store,
+    tokens: Sequence[Token[Principal]],
+    pricer: Pricer,
+    budgets: BudgetSettings | Callable[[], BudgetSettings] | None = None,
 ) -> APIRouter:
     """The /api/v1 routes over `store` and their OpenAPI document; with `tokens`, every call needs one (members see
-    only their own)."""
+    only their own). `budgets`: the settings, or a function giving the ones in force (they follow reloads)."""
     budget_settings = budgets or BudgetSettings()
 
     def any_principal(
@@ -281,7 +284,8 @@ def create_router(
     @router.get("/budgets", summary="Budgets: limit, spent, utilisation, projection, status; provider credits")
     def budgets_view(who: AnyWho) -> dict[str, Any]:
         now = datetime.now(UTC)
-        states, credits = budget_states(store, budget_settings, now)
+        settings = budget_settings() if callable(budget_settings) else budget_settings
+        states, credits = budget_states(store, settings, now)
         if who is not None and who.role == "member":
             states = [s for s in states if s.budget.scope.get("user") == who.user]
             credits = []

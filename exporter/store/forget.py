@@ -46,6 +46,14 @@ def summary(records: Sequence[Record]) -> Forgotten:
     )
 
 
+def erased(record: Record) -> Record:
+    """A copy of `record` without what `forget` erases."""
+    copy = dataclasses.replace(record)
+    for name in ERASED:
+        setattr(copy, name, None)
+    return copy
+
+
 def select_sql(p: str) -> str:
     return f"SELECT {COLUMN_LIST} FROM {RECORDS} WHERE user_id = {p}"
 
@@ -56,7 +64,7 @@ def forget(tx: Transaction, p: str, user: str) -> Forgotten:
     records = [row_to_record(row) for row in tx.rows(select_sql(p), (user,))]
     if not records:
         return summary(records)
-    anonymous = [dataclasses.replace(r, **dict.fromkeys(ERASED)) for r in records]
+    anonymous = [erased(r) for r in records]
     for table, rows in rollup.write_rows(rollup.changes(anonymous, records)):
         tx.many(rollup.upsert_sql(table, p, checked=True), rows)
     start, end = rollup.emptied_range(records)
