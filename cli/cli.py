@@ -90,9 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     price.add_argument("--config", help="llmtally.yaml with pricing overrides")
     add_json(price)
 
-    from .commands import operations
+    from .commands import operations, tail
 
     operations.add_arguments(commands)
+    tail.add_arguments(commands)
 
     from .commands.bundle import add_arguments
 
@@ -101,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _command(name: str) -> Callable[[argparse.Namespace], int]:
-    from .commands import budgets, bundle, operations, records, reports
+    from .commands import budgets, bundle, operations, records, reports, tail
 
     return {
         "bundle": bundle.bundle,
@@ -117,6 +118,7 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
         "price": records.price,
         "forget": operations.forget,
         "operations": operations.operations,
+        "tail": tail.tail,
     }[name]
 
 

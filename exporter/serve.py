@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import uvicorn
 
 from .api.auth import parse_tokens
+from .api.feed import Feed, StreamSettings
 from .api.routes import create_router, install
 from .budgets.config import BudgetSettings
 from .budgets.live import LiveBudgets
@@ -92,7 +93,8 @@ def serve(config: Config) -> int:
         senders=senders,
         max_concurrent=config.max_concurrent_http_requests,
     )
-    install(app, create_router(store, tokens, pricer, live_budgets), config.retry_after_seconds)
+    feed = Feed(store, StreamSettings.from_config(config))  # the live feed, /api/v1/requests/stream
+    install(app, create_router(store, tokens, pricer, live_budgets, feed), config.retry_after_seconds)
     retention = Scheduler(
         store, config.retention_days, config.retention_payload_days, config.retention_interval_seconds
     ).start()
@@ -107,6 +109,7 @@ def serve(config: Config) -> int:
             **(tls.uvicorn_options() if tls else {}),
         )
     )
+    feed.stop_when(lambda: server.should_exit)  # open streams end when shutdown starts
     grpc_host = split_address(config.otlp_grpc)[0]
     print(
         f"llmtally serve: OTLP/gRPC {grpc_host}:{grpc_port}, HTTP {host}:{port} "

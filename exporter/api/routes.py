@@ -19,8 +19,9 @@ from ..budgets.status import report as budget_report
 from ..budgets.status import states as budget_states
 from ..price import Pricer
 from ..store import BadCursor, Store, StoreError
-from . import export, operations, reports
+from . import export, operations, reports, stream
 from .auth import Principal, Token, authenticate
+from .feed import Feed
 from .params import (
     FILTERS,
     GROUPS,
@@ -147,6 +148,7 @@ def create_router(
     tokens: Sequence[Token[Principal]],
     pricer: Pricer,
     budgets: BudgetSettings | Callable[[], BudgetSettings] | None = None,
+    feed: Feed | None = None,
 ) -> APIRouter:
     """The /api/v1 routes over `store` and their OpenAPI document; with `tokens`, every call needs one (members see
     only their own). `budgets`: the settings, or a function giving the ones in force (they follow reloads)."""
@@ -208,6 +210,8 @@ def create_router(
     ) -> dict[str, Any]:
         span, filters = asked.resolve("7d", LOG_STATUSES)
         return reports.request_log(store, span, scoped(filters, who), limit, cursor)
+
+    stream.add_route(router, feed or Feed(store), AskedDep, Who, scoped)  # before /requests/{request_id}
 
     @router.get(
         "/requests/{request_id}",

@@ -103,6 +103,14 @@ class Store(Protocol):
         with the day's rollups recomputed, in one transaction."""
         ...
 
+    def records_after(self, after: int, limit: int, upto: int | None = None) -> list[tuple[int, Record]]:
+        """Up to `limit` records at positions (as `snapshot()`) in (after, upto], in position order, with them."""
+        ...
+
+    def last_positions(self, count: int) -> list[int]:
+        """The positions of the last `count` records stored, highest first."""
+        ...
+
     def forget_user(self, user: str, *, dry_run: bool = False) -> Forgotten:
         """Erases the user from their records (id, payloads, source IP, error messages): the records stay,
         anonymous, so every total and rollup keeps their share, under no user."""

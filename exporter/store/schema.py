@@ -309,6 +309,9 @@ _V7 = (
 )
 _V7_LOCKS = "CREATE UNLOGGED TABLE IF NOT EXISTS completion_call_locks (key BIGINT PRIMARY KEY)"
 
+# The live feed reads the records stored after a position (PostgreSQL's seq; SQLite's rowid is the table's key).
+_V10_SEQ_INDEX = "CREATE INDEX IF NOT EXISTS completion_records_seq ON completion_records (seq)"
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -340,8 +343,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         10,
-        "operations_log: reprice, cleanup, forget and reload, with who, when, arguments and outcome",
-        {"sqlite": oplog.migration("sqlite"), "postgresql": oplog.migration("postgresql")},
+        "operations_log (reprice, cleanup, forget, reload: who, when, arguments, outcome); records by seq",
+        {"sqlite": oplog.migration("sqlite"), "postgresql": (*oplog.migration("postgresql"), _V10_SEQ_INDEX)},
     ),
 )
 

@@ -247,6 +247,23 @@ class SQLStore(ABC):
         """The operations log, newest first."""
         return oplog.read(self._query, self.placeholder, limit, before_id, kind)
 
+    def records_after(self, after: int, limit: int, upto: int | None = None) -> list[tuple[int, Record]]:
+        """Up to `limit` records stored at positions (`seq_column`, as `snapshot()`) in (after, upto], in position
+        order, each with its position (the live feed's cursor: insertion order, not time)."""
+        p = self.placeholder
+        bound = "" if upto is None else f" AND {self.seq_column} <= {p}"
+        sql = (
+            f"SELECT {self.seq_column}, {COLUMN_LIST} FROM {RECORDS} WHERE {self.seq_column} > {p}{bound} "
+            f"ORDER BY {self.seq_column} LIMIT {p}"
+        )
+        params = [after, *(() if upto is None else (upto,)), limit]
+        return [(int(row[0]), row_to_record(row[1:])) for row in self._query(sql, params)]
+
+    def last_positions(self, count: int) -> list[int]:
+        """The positions of the last `count` records stored, highest first."""
+        sql = f"SELECT {self.seq_column} FROM {RECORDS} ORDER BY {self.seq_column} DESC LIMIT {self.placeholder}"
+        return [int(v) for (v,) in self._query(sql, (count,))]
+
     def schema_versions(self) -> list[int]:
         """The applied migration versions, in order."""
         return [int(v) for (v,) in self._query("SELECT version FROM schema_migrations ORDER BY version", ())]
