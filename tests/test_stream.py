@@ -275,3 +275,49 @@ def test_a_slow_client_is_dropped_and_the_receiver_keeps_accepting(
     finally:
         slow.close()
         fast.close()
+
+
+def test_a_postgresql_transaction_that_commits_late_is_not_skipped(pg_server: Any, tmp_path: Path):
+    """PostgreSQL hands out positions at insert: a record whose transaction commits after a later one's is delivered
+    when it commits, to the live stream, to a client that resumed meanwhile and to one that resumes afterwards."""
+    import psycopg
+
+    from llmtally.exporter.store.columns import COLUMN_LIST, COLUMNS, record_to_row
+
+    store_url = pg_server.create_database()
+    receiver = Receiver(tmp_path, store_url, api={"tokens": TOKENS}, stream={"poll_seconds": 0.1})
+    receiver.start()
+    url = receiver.http_url
+    readers: list[Reader] = []
+    try:
+        live = Reader(url, ADMIN)
+        readers.append(live)
+        wait_until(lambda: live.status == 200, "the stream open")
+        early, late = make(1, start_ns=time.time_ns()), make(2, start_ns=time.time_ns())
+        with psycopg.connect(store_url) as held:  # a transaction in flight: its record's position comes first
+            values = ", ".join(["%s"] * len(COLUMNS))
+            held.execute(f"INSERT INTO completion_records ({COLUMN_LIST}) VALUES ({values})", record_to_row(early))
+            with open_store(store_url) as store:
+                store.write([late])
+            live.wait_for(1)
+            gap_id = live.events[0][0]
+            assert live.ids() == [late.record_id] and ":" in gap_id  # the id names the position still missing
+            meanwhile = Reader(url, ADMIN, last_event_id=gap_id)
+            readers.append(meanwhile)
+            wait_until(lambda: meanwhile.status == 200, "the resumed stream open")
+            time.sleep(0.5)
+            assert meanwhile.events == []
+            held.commit()
+        live.wait_for(2)
+        assert live.ids() == [late.record_id, early.record_id] and ":" not in live.events[1][0]
+        meanwhile.wait_for(1)
+        afterwards = Reader(url, ADMIN, last_event_id=gap_id)
+        readers.append(afterwards)
+        afterwards.wait_for(1)
+        time.sleep(1)
+        assert meanwhile.ids() == afterwards.ids() == [early.record_id] and len(live.events) == 2
+    finally:
+        for reader in readers:
+            reader.close()
+        assert receiver.stop() == 0
+        pg_server.drop_database(store_url)
