@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ..store import StoreError
 from .auth import Principal
 from .feed import BadPosition, Feed, Full, Position, Subscriber, matcher
 from .params import LOG_STATUSES, Filters
@@ -65,7 +66,10 @@ class EventStream(Response):
         yield b": llmtally live feed\nretry: 1000\n\n"
         last = time.monotonic()
         if self.subscriber.resumed is not None:
-            caught, more = await anyio.to_thread.run_sync(self._catch_up)
+            try:
+                caught, more = await anyio.to_thread.run_sync(self._catch_up)
+            except StoreError:  # the answer ends; the client comes back (Last-Event-ID) once the store answers
+                return
             if caught:
                 yield b"".join(caught)
             if more:  # further behind than one buffer: the client comes back for the rest (Last-Event-ID)
