@@ -6,6 +6,7 @@ ends, as `done`, `dry_run`, or `failed` (with the error) when it raised.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import socket
 import time
@@ -13,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from ..store import Forgotten, Operation, Store
+from ..store import Forgotten, Operation, Store, StoreError
 
 SERVE = "serve"
 
@@ -38,7 +39,8 @@ def logged(
         yield counts
     except BaseException as error:
         message = str(error) or type(error).__name__
-        store.log_operation(Operation(started, kind, actor, arguments, "failed", counts, message))
+        with contextlib.suppress(StoreError):  # the store may be what failed: the error itself goes on
+            store.log_operation(Operation(started, kind, actor, arguments, "failed", counts, message))
         raise
     store.log_operation(Operation(started, kind, actor, arguments, "dry_run" if dry_run else "done", counts))
 
