@@ -321,3 +321,31 @@ def test_a_postgresql_transaction_that_commits_late_is_not_skipped(pg_server: An
             reader.close()
         assert receiver.stop() == 0
         pg_server.drop_database(store_url)
+
+
+def test_a_long_catch_up_comes_a_buffer_at_a_time(store_url: str, tmp_path: Path):
+    """A client further behind than its buffer gets a buffer's worth per answer and comes back for the rest."""
+    records = [make(i, start_ns=time.time_ns() - i * 10**9) for i in range(1, 26)]
+    with open_store(store_url) as store:
+        store.write(records)
+    receiver = Receiver(tmp_path, store_url, api={"tokens": TOKENS}, stream={"client_buffer_records": 10})
+    receiver.start()
+    try:
+        got: list[str] = []
+        last = "0"  # before the first record ever stored
+        for answer in range(3):
+            reader = Reader(receiver.http_url, ADMIN, last_event_id=last)
+            reader.wait_for(10 if answer < 2 else 5)
+            if answer < 2:
+                assert reader.ended.wait(10)  # the answer ended after one buffer
+            else:
+                time.sleep(1)
+                assert not reader.ended.is_set() and len(reader.events) == 5  # caught up: live from here
+            reader.close()
+            got += reader.ids()
+            last = reader.events[-1][0]
+        with open_store(store_url) as store:
+            order = [r.record_id for _, r in store.records_after(0, 100)]
+        assert got == order and sorted(got) == sorted(r.record_id for r in records)
+    finally:
+        assert receiver.stop() == 0
