@@ -29,7 +29,11 @@ def add_arguments(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "tail", help="print requests live as a running receiver stores them (its /api/v1/requests/stream)"
     )
     tail.add_argument("--config", help="llmtally.yaml: the receiver's receiver.http address (default ./llmtally.yaml)")
-    tail.add_argument("--url", help="the receiver's HTTP base URL (default: from --config, else http://127.0.0.1:4318)")
+    tail.add_argument(
+        "--url",
+        help="the receiver's base URL (default: receiver.http of the config, https with receiver.tls; else "
+        "http://127.0.0.1:4318)",
+    )
     tail.add_argument("--token", help="an API token (default $LLMTALLY_API_TOKEN); a member token sees their own")
     tail.add_argument("--count", type=int, metavar="N", help="stop after N requests (default: run until Ctrl-C)")
     add_filters(tail, LOG_STATUSES)
@@ -41,9 +45,11 @@ def _base_url(args: argparse.Namespace) -> str:
         return str(args.url).rstrip("/")
     from llmtally.exporter.config import load, split_address
 
-    host, port = split_address(load(args.config).http, "receiver.http")
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
-    return f"http://{host}:{port}"
+    config = load(args.config)
+    host, port = split_address(config.http, "receiver.http")
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if config.tls_cert_file else 'http'}://{host}:{port}"
 
 
 def events(lines: Iterator[str]) -> Iterator[tuple[str | None, str, str]]:
