@@ -111,7 +111,11 @@ def _parser() -> argparse.ArgumentParser:
     price.add_argument("--config", help="llmtally.yaml with pricing overrides")
     add_json(price)
 
-    from .commands import statements
+    from .commands import operations, statements, tail
+
+    operations.add_arguments(commands)
+    tail.add_arguments(commands)
+
     from .commands.bundle import add_arguments
 
     statements.add_arguments(
@@ -123,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _command(name: str) -> Callable[[argparse.Namespace], int]:
-    from .commands import budgets, bundle, records, reports, statements
+    from .commands import budgets, bundle, operations, records, reports, statements, tail
 
     return {
         "bundle": bundle.bundle,
@@ -137,7 +141,10 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
         "cleanup": records.cleanup,
         "reprice": records.reprice,
         "price": records.price,
+        "forget": operations.forget,
+        "operations": operations.operations,
         "report": statements.report,
+        "tail": tail.tail,
     }[name]
 
 

@@ -48,6 +48,11 @@ class Config:
     reports: Any = None  # the raw reports: section (checked by reports.config)
     timezone: str = "UTC"  # week and month buckets of the reports (checked by api.settings)
     health: Any = None  # the raw health: section (checked by api.settings)
+    reload_poll_seconds: float = 1.0  # how often serve checks llmtally.yaml for changes; 0: only on SIGHUP
+    stream_max_clients: int = 16  # stream: the live feed (/api/v1/requests/stream), checked by api.feed
+    stream_client_buffer_records: int = 1000
+    stream_poll_seconds: float = 0.5
+    stream_heartbeat_seconds: float = 15.0
     path: str | None = None
 
 
@@ -75,10 +80,18 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
         "payload_days": ("retention_payload_days", int),
         "interval_seconds": ("retention_interval_seconds", float),
     },
+    "reload": {"poll_seconds": ("reload_poll_seconds", float)},
+    "stream": {
+        "max_clients": ("stream_max_clients", int),
+        "client_buffer_records": ("stream_client_buffer_records", int),
+        "poll_seconds": ("stream_poll_seconds", float),
+        "heartbeat_seconds": ("stream_heartbeat_seconds", float),
+    },
 }
 _LISTS = {"receiver.ingest_tokens": "ingest_tokens"}  # lists of mappings, checked where they are used
 _TOP = {"store", "receiver", "metrics", "pricing", "api", "retention", "budgets", "credits", "alerts"}
 _TOP |= {"timezone", "health", "dimensions", "reports"}
+_TOP |= {"reload", "stream"}  # configuration reload; the live feed
 
 
 def load(path: str | None = None, *, env: Mapping[str, str] | None = None, **flags: str | int | None) -> Config:

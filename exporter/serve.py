@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 
 from .api.auth import parse_tokens
+from .api.feed import Feed, StreamSettings
 from .api.routes import create_router, install
 from .api.settings import Analytics
 from .budgets.config import BudgetSettings
-from .budgets.metrics import BudgetMetrics
+from .budgets.live import LiveBudgets
 from .config import Config, ConfigError, is_loopback, split_address
 from .dimensions import Dimensions
 from .maintenance.retention import Scheduler
@@ -29,6 +31,7 @@ from .receive.limits import return_freed_bodies
 from .receive.prepare import quiet_gc
 from .receive.tls import TLS
 from .receive.workers import Workers
+from .reload import Apply, Watcher, on_reload
 from .reports.config import from_config as scheduled_reports
 from .reports.route import add_route as statement_route
 from .reports.scheduler import ReportScheduler
@@ -71,7 +74,8 @@ def serve(config: Config) -> int:
         )
     store = open_store(config.store)
     metrics = Metrics(config.max_series, [(d.key, d.max_values) for d in dimensions.labels])
-    metrics.registry.register(BudgetMetrics(store, budgets))
+    live_budgets = LiveBudgets(store, budgets)  # follows configuration reloads
+    metrics.registry.register(live_budgets.metrics)
     pipeline = Pipeline(store, metrics, max_queued=config.queue_records).start()
     metrics.receiver.watch(pipeline.depth, pricer.catalog_age_seconds)
     count = (os.cpu_count() or 1) if config.workers is None else config.workers
@@ -98,13 +102,39 @@ def serve(config: Config) -> int:
         senders=senders,
         max_concurrent=config.max_concurrent_http_requests,
     )
+    feed = Feed(store, StreamSettings.from_config(config))  # the live feed, /api/v1/requests/stream
+    live_analytics = [analytics]  # timezone: and health: in force (they follow reloads)
     more = [statement_route(store, pricer)]
-    router = create_router(store, tokens, pricer, budgets, analytics, dimensions.keys, more)
+    router = create_router(
+        store,
+        tokens,
+        pricer,
+        live_budgets,
+        analytics=lambda: live_analytics[0],
+        dimensions=dimensions.keys,
+        more=more,
+        feed=feed,
+    )
     install(app, router, config.retry_after_seconds)
     retention = Scheduler(
         store, config.retention_days, config.retention_payload_days, config.retention_interval_seconds
     ).start()
     reports = ReportScheduler(store, pricer, scheduled, zone=analytics.timezone).start()
+
+    def prepare_analytics(new: Config) -> Apply:
+        """timezone:, health: and reports: in force after a reload; dimensions: needs a restart (logged)."""
+        settings, scheduled = Analytics.from_config(new), scheduled_reports(new)
+        if Dimensions.from_config(new) != dimensions:
+            print("llmtally serve: dimensions: changed; it takes effect at the next start", file=sys.stderr)
+
+        def apply() -> Mapping[str, int]:
+            live_analytics[0] = settings
+            reports.apply(scheduled, settings.timezone)
+            return {"reports": len(scheduled)}
+
+        return apply
+
+    on_reload("timezone, health bounds and scheduled reports", prepare_analytics)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -116,6 +146,7 @@ def serve(config: Config) -> int:
             **(tls.uvicorn_options() if tls else {}),
         )
     )
+    feed.stop_when(lambda: server.should_exit)  # open streams end when shutdown starts
     grpc_host = split_address(config.otlp_grpc)[0]
     print(
         f"llmtally serve: OTLP/gRPC {grpc_host}:{grpc_port}, HTTP {host}:{port} "
@@ -133,9 +164,11 @@ def serve(config: Config) -> int:
         signal.signal(handled, lambda *_: None)
     quiet_gc()
     return_freed_bodies()
+    watcher = Watcher(config.path, store, config.reload_poll_seconds).start()
     try:
         server.run()
     finally:
+        watcher.close()
         grpc_server.stop(grace=5).wait()
         if workers is not None:
             workers.close()

@@ -145,7 +145,7 @@ def test_migration_4_backfills_the_narrow_rollups(store_url: str, monkeypatch: p
 
     with open_store(store_url) as store:
         assert isinstance(store, SQLStore)
-        assert store.schema_versions() == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+        assert store.schema_versions() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
         assert_rollups(store, old, T0 - DAY, T0 + 5 * DAY)
         assert_answers(store, old)
         new = varied(200, 5000, seed=6)

@@ -226,7 +226,7 @@ def test_schema_has_the_tables_and_indexes(store: Store):
     store.write([make(1, start_ns=T0 + 1_500_000_000)])
     (value,) = store._query("SELECT start_time FROM completion_records", ())[0]  # type: ignore[attr-defined]
     assert str(value).replace(" ", "T").startswith("2026-01-01T00:00:01.5")  # human-readable start, derived
-    assert store.schema_versions() == [m.version for m in schema.MIGRATIONS] == [1, 2, 3, 4, 5, 6, 7, 8, 9]  # type: ignore[attr-defined]
+    assert store.schema_versions() == [m.version for m in schema.MIGRATIONS] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]  # type: ignore[attr-defined]
 
 
 def test_records_between_is_a_half_open_range_in_time_order(store: Store):
@@ -356,18 +356,18 @@ def test_migrations_are_applied_once(store_url: str, monkeypatch):
         assert errors == []
         stores.append(open_store(store_url))  # and once more later
         for s in stores:
-            assert s.schema_versions() == [1, 2, 3, 4, 5, 6, 7, 8, 9]  # type: ignore[attr-defined]
-        assert stores[0]._query("SELECT COUNT(*) FROM schema_migrations", ())[0][0] == 9  # type: ignore[attr-defined]
+            assert s.schema_versions() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]  # type: ignore[attr-defined]
+        assert stores[0]._query("SELECT COUNT(*) FROM schema_migrations", ())[0][0] == 10  # type: ignore[attr-defined]
 
         extra = schema.Migration(
-            99,
+            1000,
             "test table",
             {d: ("CREATE TABLE IF NOT EXISTS migration_test (x INTEGER)",) for d in ("sqlite", "postgresql")},
         )
         monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, extra))
         stores.append(open_store(store_url))
         stores.append(open_store(store_url))
-        assert stores[-1].schema_versions() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 99]  # type: ignore[attr-defined]
+        assert stores[-1].schema_versions() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1000]  # type: ignore[attr-defined]
         assert stores[-1]._query("SELECT COUNT(*) FROM migration_test", ())[0][0] == 0  # type: ignore[attr-defined]
     finally:
         for s in stores:
@@ -397,7 +397,7 @@ def test_migration_6_adds_units_and_keeps_the_rows_of_schema_5(store_url: str, m
                 )
 
     with open_store(store_url) as store:
-        assert isinstance(store, SQLStore) and store.schema_versions() == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+        assert isinstance(store, SQLStore) and store.schema_versions() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
         assert [store.get(r.record_id) for r in old] == old
         new = dataclasses.replace(make(4), units={"input_characters": 1_234, "audio_seconds": 0.5})
         assert store.write([new, old[1]]) == [new]  # a stored old record is still recognised

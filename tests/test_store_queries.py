@@ -298,7 +298,7 @@ def test_migration_backfills_the_daily_rollup(store_url: str, monkeypatch: pytes
 
     with open_store(store_url) as store:
         assert isinstance(store, SQLStore)
-        assert store.schema_versions() == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+        assert store.schema_versions() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
         assert_rollups(store, old, T0, T0 + 4 * DAY)
         for group_by in ([], ["day"], ["user_id", "day"], ["request_model"]):
             assert_usage(store, old, group_by, T0, T0 + 4 * DAY)
@@ -330,7 +330,7 @@ def test_migration_adds_the_service_tier_to_records_and_rollups(store_url: str, 
 
     with open_store(store_url) as store:
         assert isinstance(store, SQLStore)
-        assert store.schema_versions() == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+        assert store.schema_versions() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
         assert store.get(old[0].record_id) == old[0]
         assert_rollups(store, old, T0, T0 + 4 * DAY)
         for group_by in ([], ["day"], ["service_tier", "day"], [*DIMENSIONS, "hour"]):

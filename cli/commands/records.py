@@ -15,6 +15,7 @@ from llmtally.exporter.api.reports import request_summary
 from llmtally.exporter.config import load
 from llmtally.exporter.maintenance import reprice as repricing
 from llmtally.exporter.maintenance import retention
+from llmtally.exporter.maintenance.logged import command_actor, logged
 from llmtally.exporter.normalise.record import Record
 from llmtally.exporter.price import Pricer, PricingConfig
 from llmtally.exporter.store import open_store
@@ -82,9 +83,13 @@ def cleanup(args: argparse.Namespace) -> int:
             "dry_run": args.dry_run,
         }
         if not todo.records:
+            with logged(store, "cleanup", command_actor(), _cleanup_arguments(args), dry_run=args.dry_run) as counts:
+                counts["records"] = 0
             print_json({**summary, "done": 0}) if args.json else print(f"No records older than {iso(todo.cutoff_ns)}.")
             return 0
         if args.dry_run:
+            with logged(store, "cleanup", command_actor(), _cleanup_arguments(args), dry_run=True) as counts:
+                counts["records"] = todo.records
             if args.json:
                 print_json(summary)
             else:
@@ -100,13 +105,21 @@ def cleanup(args: argparse.Namespace) -> int:
         ):
             print("Cancelled; nothing changed.", file=sys.stderr)
             return 1
-        with _bar(not args.json, what, len(todo.days)) as advance:
+        with (
+            logged(store, "cleanup", command_actor(), _cleanup_arguments(args)) as counts,
+            _bar(not args.json, what, len(todo.days)) as advance,
+        ):
             done = retention.run(store, todo, lambda n: advance(1))
+            counts["records"] = done
     if args.json:
         print_json({**summary, "done": done})
     else:
         print(f"Done: {what} {done:,} records older than {iso(todo.cutoff_ns)}.")
     return 0
+
+
+def _cleanup_arguments(args: argparse.Namespace) -> dict[str, object]:
+    return {"days": args.days, "payloads_only": args.payloads_only}
 
 
 def reprice(args: argparse.Namespace) -> int:
@@ -116,8 +129,14 @@ def reprice(args: argparse.Namespace) -> int:
     until = instant(args.until, "--until") if args.until else None
     if until is not None and until <= since:
         raise QueryError("--until must be after --since")
-    with open_store(config.store) as store, _bar(not args.json, "repricing days", None) as advance:
+    arguments = {"since": iso(since), "until": iso(until) if until is not None else None}
+    with (
+        open_store(config.store) as store,
+        logged(store, "reprice", command_actor(), arguments) as counts,
+        _bar(not args.json, "repricing days", None) as advance,
+    ):
         outcome = repricing.reprice(store, pricer, since, until, lambda n: advance(1))
+        counts.update(days=outcome.examined_days, changed=outcome.changed)
     result = {"since": iso(since), "days": outcome.examined_days, "changed": outcome.changed}
     if args.json:
         print_json(result)

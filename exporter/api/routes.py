@@ -19,9 +19,10 @@ from ..budgets.status import report as budget_report
 from ..budgets.status import states as budget_states
 from ..price import Pricer
 from ..store import BadCursor, Store, StoreError
-from . import export, extra_filters, reports
+from . import export, extra_filters, operations, reports, stream
 from .auth import Principal, Token, authenticate
 from .extra_query import query_dependency
+from .feed import Feed
 from .health import health as health_report
 from .known import refuse_unknown_parameters
 from .params import (
@@ -118,7 +119,7 @@ class RouteKit:
     asked: Callable[..., Asked]
     scoped: Callable[[Filters, Principal | None], Filters]
     dimensions: tuple[str, ...]
-    timezone: tzinfo
+    timezone: Callable[[], tzinfo]  # the one in force (it follows reloads)
 
 
 def _asked(
@@ -180,16 +181,20 @@ def create_router(
     store: Store,
     tokens: Sequence[Token[Principal]],
     pricer: Pricer,
-    budgets: BudgetSettings | None = None,
-    analytics: Analytics | None = None,
+    budgets: BudgetSettings | Callable[[], BudgetSettings] | None = None,
+    analytics: Analytics | Callable[[], Analytics] | None = None,
     dimensions: Sequence[str] = (),
     more: Sequence[Callable[[RouteKit], None]] = (),
+    feed: Feed | None = None,
 ) -> APIRouter:
     """The /api/v1 routes over `store` and their OpenAPI document; with `tokens`, every call needs one (members see
-    only their own). `dimensions`: the declared custom dimensions (filters and group_by names). `more` adds routes of
-    other parts: each is called with a `RouteKit` (the router and the dependencies its routes share)."""
+    only their own). `budgets`, `analytics`: the settings, or a function giving the ones in force (they follow
+    reloads).
+    `dimensions`: the declared custom dimensions (filters and group_by names). `more` adds routes of other parts:
+    each is called with a `RouteKit` (the router and the dependencies its routes share). `feed`: the live feed."""
     budget_settings = budgets or BudgetSettings()
-    settings = analytics or Analytics()
+    fixed = analytics if isinstance(analytics, Analytics) else Analytics()
+    current = analytics if callable(analytics) else (lambda: fixed)
     declared = tuple(dimensions)
     extra_query = query_dependency(declared)
 
@@ -255,7 +260,7 @@ def create_router(
         span, filters = asked.resolve("7d", USAGE_STATUSES)
         groups = group_by(group_by_, declared)
         check_buckets(span, groups)
-        return reports.usage(store, span, scoped(filters, who), groups, settings.timezone)
+        return reports.usage(store, span, scoped(filters, who), groups, current().timezone)
 
     @router.get(
         "/requests", summary="The request log, newest first or sorted by cost, latency, tokens, a page at a time"
@@ -272,6 +277,8 @@ def create_router(
     ) -> dict[str, Any]:
         span, filters = asked.resolve("7d", LOG_STATUSES)
         return reports.request_log(store, span, scoped(filters, who), limit, cursor, sort)
+
+    stream.add_route(router, feed or Feed(store), AskedDep, Who, scoped)  # before /requests/{request_id}
 
     @router.get(
         "/requests/{request_id}",
@@ -301,7 +308,7 @@ def create_router(
     )
     def health(asked: AskedDep, who: Who) -> dict[str, Any]:
         span, filters = asked.resolve("24h", USAGE_STATUSES)
-        return health_report(store, span, scoped(filters, who), settings.health)
+        return health_report(store, span, scoped(filters, who), current().health)
 
     @router.get(
         "/export",
@@ -352,13 +359,15 @@ def create_router(
     @router.get("/budgets", summary="Budgets: limit, spent, utilisation, projection, status; provider credits")
     def budgets_view(who: AnyWho) -> dict[str, Any]:
         now = datetime.now(UTC)
-        states, credits = budget_states(store, budget_settings, now)
+        settings = budget_settings() if callable(budget_settings) else budget_settings
+        states, credits = budget_states(store, settings, now)
         if who is not None and who.role == "member":
             states = [s for s in states if s.budget.scope.get("user") == who.user]
             credits = []
         return budget_report(states, credits, now)
 
-    kit = RouteKit(router, principal, asked_with_extra, scoped, declared, settings.timezone)
+    operations.add_routes(router, store, principal)
+    kit = RouteKit(router, principal, asked_with_extra, scoped, declared, lambda: current().timezone)
     for add in more:
         add(kit)
     return router

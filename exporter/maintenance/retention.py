@@ -6,13 +6,14 @@ the work runs one day per transaction, oldest first.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..store import Selection, Store, StoreError
+from ..store import Operation, Selection, Store, StoreError
 from ..store.rollup import DAY_NS
 from .days import days, floor_day
 
@@ -72,6 +73,11 @@ class Scheduler:
             self._thread.start()
         return self
 
+    @property
+    def _arguments(self) -> dict[str, object]:
+        """The operations log's arguments of a scheduled cleanup."""
+        return {"days": self._days, "payload_days": self._payload_days, "schedule": True}
+
     def run_once(self) -> tuple[int, int]:
         """One pass: (records deleted, records whose payloads were dropped)."""
         deleted = cleared = 0
@@ -79,6 +85,9 @@ class Scheduler:
             deleted = run(self._store, plan(self._store, self._days))
         if self._payload_days is not None:
             cleared = run(self._store, plan(self._store, self._payload_days, payloads_only=True))
+        if deleted or cleared:  # kept in the operations log when it changed something
+            counts = {"records": deleted, "payloads": cleared}
+            self._store.log_operation(Operation(time.time_ns(), "cleanup", "serve", self._arguments, "done", counts))
         return deleted, cleared
 
     def _loop(self) -> None:
@@ -93,6 +102,9 @@ class Scheduler:
                     )
             except StoreError as error:  # tried again at the next interval
                 print(f"llmtally serve: retention failed, will retry: {error}", file=sys.stderr, flush=True)
+                failed = Operation(time.time_ns(), "cleanup", "serve", self._arguments, "failed", {}, str(error))
+                with contextlib.suppress(StoreError):
+                    self._store.log_operation(failed)
             self._stop.wait(self._interval_s)
 
     def close(self) -> None:

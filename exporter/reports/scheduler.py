@@ -79,10 +79,12 @@ class ReportScheduler:
     def reports(self) -> tuple[ReportConfig, ...]:
         return self._reports
 
-    def apply(self, reports: Sequence[ReportConfig]) -> None:
-        """Replaces the scheduled reports (a configuration reload; the next pass uses them, a pass under way finishes
-        with the old ones) and looks for due ones at once. Never waits for a pass."""
+    def apply(self, reports: Sequence[ReportConfig], zone: tzinfo | None = None) -> None:
+        """Replaces the scheduled reports (and the time zone, when given) (a configuration reload; the next pass uses
+        them, a pass under way finishes with the old ones) and looks for due ones at once. Never waits for a pass."""
         self._reports = tuple(reports)
+        if zone is not None:
+            self._zone = zone
         self._wake.set()
 
     def apply_config(self, config: Config) -> None:

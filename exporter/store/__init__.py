@@ -15,6 +15,8 @@ from typing import Protocol, Self
 from ..normalise.record import Record
 from .calls import Stored
 from .errors import RecordRejected, StoreError, StoreFull, StoreUnavailable
+from .forget import Forgotten
+from .oplog import Operation
 from .report_runs import ReportRun
 from .rollup import UsageRow
 from .select import BadCursor, Cursor, Selection
@@ -24,6 +26,8 @@ __all__ = [
     "GROUPS",
     "BadCursor",
     "Cursor",
+    "Forgotten",
+    "Operation",
     "RecordRejected",
     "ReportRun",
     "Selection",
@@ -121,6 +125,27 @@ class Store(Protocol):
     def reprice_between(self, start_ns: int, end_ns: int, reprice: Callable[[Record], bool]) -> int:
         """Applies `reprice` to the records of [start_ns, end_ns) (within one UTC day) and stores those it changed,
         with the day's rollups recomputed, in one transaction."""
+        ...
+
+    def records_after(self, after: int, limit: int, upto: int | None = None) -> list[tuple[int, Record]]:
+        """Up to `limit` records at positions (as `snapshot()`) in (after, upto], in position order, with them."""
+        ...
+
+    def last_positions(self, count: int) -> list[int]:
+        """The positions of the last `count` records stored, highest first."""
+        ...
+
+    def forget_user(self, user: str, *, dry_run: bool = False) -> Forgotten:
+        """Erases the user from their records (id, payloads, source IP, error messages): the records stay,
+        anonymous, so every total and rollup keeps their share, under no user."""
+        ...
+
+    def log_operation(self, operation: Operation) -> int:
+        """Appends to the operations log; returns the entry's id."""
+        ...
+
+    def operations(self, limit: int = 100, before_id: int | None = None, kind: str | None = None) -> list[Operation]:
+        """The operations log, newest first."""
         ...
 
     def records_between(self, start_ns: int, end_ns: int, limit: int = 1000) -> list[Record]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from . import report_runs
+from . import oplog, report_runs
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -314,6 +314,8 @@ _V8 = (
     "ALTER TABLE completion_records ADD COLUMN params TEXT NOT NULL DEFAULT '{}'",
     "ALTER TABLE completion_records ADD COLUMN dimensions TEXT NOT NULL DEFAULT '{}'",
 )
+# The live feed reads the records stored after a position (PostgreSQL's seq; SQLite's rowid is the table's key).
+_V10_SEQ_INDEX = "CREATE INDEX IF NOT EXISTS completion_records_seq ON completion_records (seq)"
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -349,6 +351,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         9,
         "report_runs: kept statements and scheduled report runs",
         {"sqlite": report_runs.MIGRATION, "postgresql": report_runs.MIGRATION},
+    ),
+    Migration(
+        10,
+        "operations_log (reprice, cleanup, forget, reload: who, when, arguments, outcome); records by seq",
+        {"sqlite": oplog.migration("sqlite"), "postgresql": (*oplog.migration("postgresql"), _V10_SEQ_INDEX)},
     ),
 )
 

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
 
 from ..normalise.record import Record
-from . import layers, rollup
+from . import forget, layers, oplog, rollup
 from .calls import Plan, Stored
 from .columns import COLUMN_LIST, row_to_record, to_json
 from .errors import StoreError
@@ -252,6 +252,44 @@ class SQLStore(ReportRuns, ABC):
                 tx.run(delete, (day, day + rollup.DAY_NS))
                 tx.run(insert, (day, day + rollup.DAY_NS))
         return len(changed)
+
+    def forget_user(self, user: str, *, dry_run: bool = False) -> forget.Forgotten:
+        """Erases `user` from the store (`forget.forget`) in one transaction; with `dry_run`, only says what
+        would change."""
+        if dry_run:
+            return forget.summary(
+                [row_to_record(row) for row in self._query(forget.select_sql(self.placeholder), (user,))]
+            )
+        with self._transaction(lock_rollups=True) as tx:
+            return forget.forget(tx, self.placeholder, user)
+
+    def log_operation(self, operation: oplog.Operation) -> int:
+        """Appends `operation` to the operations log; returns its id."""
+        with self._transaction() as tx:
+            return oplog.append(tx, self.placeholder, operation)
+
+    def operations(
+        self, limit: int = 100, before_id: int | None = None, kind: str | None = None
+    ) -> list[oplog.Operation]:
+        """The operations log, newest first."""
+        return oplog.read(self._query, self.placeholder, limit, before_id, kind)
+
+    def records_after(self, after: int, limit: int, upto: int | None = None) -> list[tuple[int, Record]]:
+        """Up to `limit` records stored at positions (`seq_column`, as `snapshot()`) in (after, upto], in position
+        order, each with its position (the live feed's cursor: insertion order, not time)."""
+        p = self.placeholder
+        bound = "" if upto is None else f" AND {self.seq_column} <= {p}"
+        sql = (
+            f"SELECT {self.seq_column}, {COLUMN_LIST} FROM {RECORDS} WHERE {self.seq_column} > {p}{bound} "
+            f"ORDER BY {self.seq_column} LIMIT {p}"
+        )
+        params = [after, *(() if upto is None else (upto,)), limit]
+        return [(int(row[0]), row_to_record(row[1:])) for row in self._query(sql, params)]
+
+    def last_positions(self, count: int) -> list[int]:
+        """The positions of the last `count` records stored, highest first."""
+        sql = f"SELECT {self.seq_column} FROM {RECORDS} ORDER BY {self.seq_column} DESC LIMIT {self.placeholder}"
+        return [int(v) for (v,) in self._query(sql, (count,))]
 
     def schema_versions(self) -> list[int]:
         """The applied migration versions, in order."""

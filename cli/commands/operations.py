@@ -1,0 +1,74 @@
+"""`llmtally forget | operations`: erase one user from their records; read the operations log."""
+
+from __future__ import annotations
+
+import argparse
+
+from llmtally.exporter.maintenance.logged import command_actor, forget_user
+from llmtally.exporter.store.oplog import KINDS
+
+from .options import add_json, add_store, open_from, print_json
+from .tables import Column, money, show, text
+
+
+def add_arguments(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    forget = commands.add_parser(
+        "forget",
+        help="erase one user from their records: user id, payloads, source IP, error messages (their totals stay, "
+        "under no user)",
+    )
+    add_store(forget)
+    forget.add_argument("--user", required=True, help="the user id to erase")
+    forget.add_argument("--dry-run", action="store_true", help="count what would be erased, change nothing")
+    add_json(forget)
+    log = commands.add_parser("operations", help="the operations log: reprice, cleanup, forget, reload; newest first")
+    add_store(log)
+    log.add_argument("--kind", choices=KINDS, help="only this kind of operation")
+    log.add_argument("--limit", type=int, default=50, help="entries to show (default 50)")
+    log.add_argument("--before", type=int, metavar="ID", help="entries older than this id (the next page)")
+    add_json(log)
+
+
+def forget(args: argparse.Namespace) -> int:
+    with open_from(args) as store:
+        forgotten = forget_user(store, args.user, command_actor(), dry_run=args.dry_run)
+    result = {"user": args.user, "dry_run": args.dry_run, **forgotten.counts()}
+    if args.json:
+        print_json(result)
+    else:
+        verb = "Would erase" if args.dry_run else "Erased"
+        print(
+            f"{verb} {args.user!r} from {forgotten.records:,} records ({forgotten.payloads:,} with payloads); "
+            f"their cost {money(forgotten.customer_cost_nusd / 1e9)} stays in the totals, under no user."
+        )
+    return 0
+
+
+_LOG: list[Column] = [
+    ("id", "id", text),
+    ("time", "time", text),
+    ("kind", "kind", text),
+    ("who", "actor", text),
+    ("arguments", "arguments", text),
+    ("outcome", "outcome", text),
+    ("counts", "counts", text),
+    ("message", "message", text),
+]
+
+
+def _flat(values: dict[str, object]) -> str:
+    return " ".join(f"{k}={v}" for k, v in values.items())
+
+
+def operations(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise ValueError("--limit must be at least 1")
+    with open_from(args) as store:
+        entries = [e.as_json() for e in store.operations(args.limit, args.before, args.kind)]
+    if args.json:
+        print_json(entries)
+        return 0
+    rows = [{**e, "arguments": _flat(e["arguments"]), "counts": _flat(e["counts"])} for e in entries]
+    more = f"more: llmtally operations --before {entries[-1]['id']}" if len(entries) == args.limit else None
+    show("Operations, newest first", rows, _LOG, more)
+    return 0
