@@ -84,9 +84,40 @@ def test_file_watch_reloads_and_a_bad_file_is_refused(tmp_path: Path, store_url:
         assert served.budgets() == {"team-a": 250, "team-b": 40}
         newest, bad, good = served.operations()
         assert (good["outcome"], good["actor"], good["arguments"]["trigger"]) == ("done", "serve", "file changed")
-        assert good["counts"] == {"budgets": 2, "credits": 0}
+        assert good["counts"] == {"budgets": 2, "credits": 0, "reports": 0}
         assert bad["outcome"] == "failed" and "amount_usd" in bad["message"]
         assert newest["outcome"] == "failed" and "not valid YAML" in newest["message"]
+    finally:
+        assert served.receiver.stop() == 0
+    assert "Traceback" not in served.receiver.log.read_text()
+
+
+def test_health_bounds_time_zone_and_scheduled_reports_follow_a_reload(tmp_path: Path, store_url: str):
+    """`health:`, `timezone:` and `reports:` are put in force by a reload too; a bad report is refused whole."""
+    served = Served(tmp_path, store_url, poll_seconds=0.2)
+    served.receiver.start()
+    try:
+
+        def bounds() -> Any:
+            return served.receiver.get("/api/v1/health").json()["thresholds"]
+
+        def zone() -> Any:
+            return served.receiver.get("/api/v1/usage", params={"group_by": "week"}).json()["timezone"]
+
+        before = bounds()
+        assert zone() == "UTC"
+        report = {"name": "weekly", "schedule": "weekly", "day": "monday", "at": "06:00"}
+        report["deliver"] = {"directory": str(tmp_path / "statements")}
+        served.rewrite(health={"critical_errors": 40}, timezone="Europe/Paris", reports=[report])
+        wait_until(lambda: zone() == "Europe/Paris", "the new time zone")
+        assert bounds() != before and 40 in bounds().values()
+        wait_until(lambda: any((tmp_path / "statements").glob("weekly-*.html")), "the new report delivered", 30)
+        (applied,) = served.operations()
+        assert applied["outcome"] == "done" and applied["counts"]["reports"] == 1
+
+        served.rewrite(reports=[{**report, "schedule": "hourly"}])  # refused: no such schedule
+        wait_until(lambda: len(served.operations()) == 2, "the refusal logged")
+        assert "reports" in served.operations()[0]["message"] and zone() == "Europe/Paris"
     finally:
         assert served.receiver.stop() == 0
     assert "Traceback" not in served.receiver.log.read_text()

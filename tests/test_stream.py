@@ -349,3 +349,33 @@ def test_a_long_catch_up_comes_a_buffer_at_a_time(store_url: str, tmp_path: Path
         assert got == order and sorted(got) == sorted(r.record_id for r in records)
     finally:
         assert receiver.stop() == 0
+
+
+def test_the_feed_filters_like_the_request_log() -> None:
+    """Exact HTTP status codes, request parameters and custom dimensions narrow the live feed as they narrow the
+    request log (the feed matches stored records in memory, the log in SQL)."""
+    from dataclasses import replace
+
+    from llmtally.exporter.api import extra_filters
+    from llmtally.exporter.api.feed import matcher
+    from llmtally.exporter.api.params import LOG_STATUSES, Filters
+
+    def feed_ids(records: list[Record], given: dict[str, str], extra: dict[str, list[str]]) -> list[str]:
+        filters = Filters.parse(given, LOG_STATUSES)
+        filters = replace(filters, json=extra_filters.parse(extra, ("team",)))
+        keep = matcher(filters)
+        return [r.record_id for r in records if keep(r)]
+
+    one = replace(make(1), params={"temperature": 0.2, "max_tokens": 100}, dimensions={"team": "search"})
+    two = replace(
+        make(2), params={"temperature": 0.7}, dimensions={"team": "platform"}, status="error", http_status=429
+    )
+    three = replace(make(3), http_status=500, status="error")
+    records = [one, two, three]
+    assert feed_ids(records, {}, {}) == [r.record_id for r in records]
+    assert feed_ids(records, {"http_status": "429"}, {}) == [two.record_id]
+    assert feed_ids(records, {"status": "500,429"}, {}) == [two.record_id, three.record_id]
+    assert feed_ids(records, {}, {"param.temperature": ["0.20"]}) == [one.record_id]
+    assert feed_ids(records, {}, {"param.max_tokens": ["100"]}) == [one.record_id]
+    assert feed_ids(records, {}, {"team": ["platform,search"]}) == [one.record_id, two.record_id]
+    assert feed_ids(records, {"status": "error"}, {"team": ["platform"]}) == [two.record_id]

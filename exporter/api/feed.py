@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..config import Config
 from ..normalise.record import Record
@@ -102,10 +103,17 @@ class StreamSettings:
         )
 
 
+def _value(found: Any, key: str) -> Any:
+    value = found.get(key) if isinstance(found, dict) else None
+    return None if isinstance(value, (list, dict)) else value
+
+
 def matcher(filters: Filters) -> Callable[[Record], bool]:
     """Whether a record matches `filters` (as the request log's selections do)."""
     equal = [(FILTERS[name], frozenset(values)) for name, values in filters.equal.items()]
     statuses = frozenset(filters.status)
+    codes = frozenset(filters.http_status)
+    objects = [(column, key, values) for (column, key), values in filters.json.items()]
 
     def status_ok(r: Record) -> bool:
         code = r.http_status or 0
@@ -115,8 +123,16 @@ def matcher(filters: Filters) -> Callable[[Record], bool]:
             or ("5xx" in statuses and 500 <= code < 600)
         )
 
+    def json_ok(r: Record) -> bool:  # request parameters and custom dimensions (numbers compare as numbers)
+        return all(_value(getattr(r, column), key) in values for column, key, values in objects)
+
     def matches(r: Record) -> bool:
-        return all(getattr(r, column, None) in values for column, values in equal) and (not statuses or status_ok(r))
+        return (
+            all(getattr(r, column, None) in values for column, values in equal)
+            and (not statuses or status_ok(r))
+            and (not codes or r.http_status in codes)
+            and json_ok(r)
+        )
 
     return matches
 

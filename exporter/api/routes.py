@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: FastAPI must see the route signatures' types as objects, and `Who` is
 # local to create_router (a string annotation naming it cannot be resolved, so it became a required query parameter).
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
@@ -174,6 +175,21 @@ def _asked(
     return Asked(range_, start, end, values, status, http_status)
 
 
+def _filters_only(dependency: Callable[..., Asked]) -> Callable[..., Asked]:
+    """`dependency` without its time range parameters (range, start, end): for the live feed, which starts now."""
+    signature = inspect.signature(dependency)
+    kept = [p for name, p in signature.parameters.items() if name not in ("range_", "start", "end")]
+
+    def filters(**given: Any) -> Asked:
+        return dependency(range_=None, start=None, end=None, **given)
+
+    filters.__signature__ = signature.replace(parameters=kept)  # type: ignore[attr-defined]
+    return filters
+
+
+_asked_filters = _filters_only(_asked)
+
+
 AskedDep = Annotated[Asked, Depends(_asked)]
 
 
@@ -205,6 +221,12 @@ def create_router(
         return replace(asked, extra=extra, dimensions=declared)
 
     AskedDep = Annotated[Asked, Depends(asked_with_extra)]
+
+    def filters_with_extra(
+        asked: Annotated[Asked, Depends(_asked_filters)],
+        extra: Annotated[dict[str, list[str]], Depends(extra_query)],
+    ) -> Asked:
+        return replace(asked, extra=extra, dimensions=declared)
 
     def any_principal(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -278,7 +300,9 @@ def create_router(
         span, filters = asked.resolve("7d", LOG_STATUSES)
         return reports.request_log(store, span, scoped(filters, who), limit, cursor, sort)
 
-    stream.add_route(router, feed or Feed(store), AskedDep, Who, scoped)  # before /requests/{request_id}
+    stream.add_route(
+        router, feed or Feed(store), Annotated[Asked, Depends(filters_with_extra)], Who, scoped
+    )  # before /requests/{request_id}
 
     @router.get(
         "/requests/{request_id}",

@@ -177,9 +177,7 @@ def add_route(router: APIRouter, feed: Feed, asked: Any, who: Any, scoped: Calla
             str | None, Query(description="resume after this event id (as the Last-Event-ID header)")
         ] = None,
     ) -> EventStream:
-        if query.range_name or query.start or query.end:
-            raise HTTPException(400, "the live feed takes no range, start or end: it starts now (or at Last-Event-ID)")
-        filters = Filters.parse({**query.filters, "status": query.status}, LOG_STATUSES)
+        filters = query.checked_filters(LOG_STATUSES)
         filters = scoped(filters, caller if isinstance(caller, Principal) else None)
         resume_text = request.headers.get("last-event-id") or last_event_id
         try:
