@@ -7,9 +7,12 @@ them through `Store.write` in batches of 512 and reports, per backend (SQLite, a
 
 1. write throughput (records/s) and the row counts of every rollup table (each family's hourly and daily);
 2. the API reports over 30 days (`reports.usage` by model, user, day, user+day, by model for one user, and by model
-   over an unaligned ~30-day range whose edges are read from the records; `reports.errors`, `reports.insights`);
+   over an unaligned ~30-day range whose edges are read from the records; `reports.errors`, `reports.insights`; by
+   ISO week in Europe/Paris, by model for HTTP status 429, by a custom dimension (`team`, 5 values), by model for one
+   of 200 customers (a dimension) and for one temperature (a request parameter), and a statement by department);
 3. the request log (`reports.request_log`, 50 per page, newest first): the first page unfiltered, for one user,
-   for errors and for one response model, page 20 reached through the cursors, and `store.get(id)`;
+   for errors and for one response model, page 20 reached through the cursors, `store.get(id)`, and the first page
+   sorted by cost and by latency;
 4. the same 30-day group-bys computed on the raw `completion_records` table, for comparison with the rollups;
 5. CSV exports (`export.stream(store.iter_records(...), "csv")`) of the first N days for each N of ``--export-days``
    (default 3 and 30: ~10% of the rows, then all), each in a fresh process (`bench/export_memory.py`): records/s,
@@ -40,10 +43,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from llmtally.exporter.api import reports
+from llmtally.exporter.api import extra_filters, reports
 from llmtally.exporter.api.params import Filters, TimeRange
 from llmtally.exporter.normalise.record import Record
+from llmtally.exporter.reports import statement
 from llmtally.exporter.store import Store, open_store
 from llmtally.exporter.store.rollup import ROLLUPS
 
@@ -72,6 +77,8 @@ MODELS = {
     "mistral-small-latest": ("mistral_ai", 0.2, 0.6),
     "llama3.2": ("ollama", 0.0, 0.0),
 }
+TEMPERATURES = (0.0, 0.2, 0.7, 1.0)
+ZONE = ZoneInfo("Europe/Paris")  # week and month buckets in a zone an hour off UTC
 ERRORS = (("rate_limit", 429), ("server_error", 500), ("timeout", None), ("invalid_request", 400))
 
 
@@ -145,6 +152,8 @@ def synthetic_records(n: int, seed: int = 7) -> Iterator[Record]:
             request_id=f"req_{rnd.getrandbits(64):x}",
             finish_reasons=[] if error else ["stop"],
             events=[{"type": "retry", "attempt": 1}] if error and rnd.random() < 0.5 else [],
+            params={"temperature": rnd.choice(TEMPERATURES), "max_tokens": rnd.choice((256, 1024, 4096))},
+            dimensions={"team": f"team_{int(dept[-1]) % 5}", "customer": f"customer_{rnd.randrange(200):03d}"},
         )
 
 
@@ -193,6 +202,9 @@ def report_latencies(store: Store, runs: int) -> dict[str, dict[str, float]]:
     # edge days' whole hours from the hourly one and ~30 minutes at each end from the records.
     unaligned = TimeRange("custom", START_NS + EDGE_NS, END_NS - HOUR_NS + EDGE_NS)
     everything, one_user = Filters(), Filters({"user": USER})
+    status_429 = Filters(http_status=(429,))
+    one_customer = _json_filters({"customer": ["customer_007"]})
+    cool = _json_filters({"param.temperature": ["0.2"]})
     return measure(
         {
             "usage by model": lambda: reports.usage(store, days, everything, ["model"]),
@@ -203,9 +215,21 @@ def report_latencies(store: Store, runs: int) -> dict[str, dict[str, float]]:
             "usage by model, unaligned range": lambda: reports.usage(store, unaligned, everything, ["model"]),
             "errors": lambda: reports.errors(store, days, everything),
             "insights": lambda: reports.insights(store, days, everything),
+            "usage by week (Europe/Paris)": lambda: reports.usage(store, days, everything, ["week"], ZONE),
+            "usage by model, http_status=429": lambda: reports.usage(store, days, status_429, ["model"]),
+            "usage by team (a custom dimension)": lambda: reports.usage(store, days, everything, ["team"]),
+            "usage by model, customer=customer_007": lambda: reports.usage(store, days, one_customer, ["model"]),
+            "usage by model, param.temperature=0.2": lambda: reports.usage(store, days, cool, ["model"]),
+            "statement by department (a month)": lambda: statement.build(
+                store, days, everything, ["department"], lambda _: 100_000, keep=False
+            ),
         },
         runs,
     )
+
+
+def _json_filters(given: dict[str, list[str]]) -> Filters:
+    return Filters(json=extra_filters.parse(given, ("team", "customer")))
 
 
 def request_log_latencies(store: Store, runs: int) -> dict[str, dict[str, float]]:
@@ -225,6 +249,10 @@ def request_log_latencies(store: Store, runs: int) -> dict[str, dict[str, float]
                 store, days, Filters({"response_model": RESPONSE_MODEL}), PAGE
             ),
             "page 20 (by cursor)": lambda: reports.request_log(store, days, everything, PAGE, cursor),
+            "first page, sorted by cost": lambda: reports.request_log(store, days, everything, PAGE, sort="-cost"),
+            "first page, sorted by latency": lambda: reports.request_log(
+                store, days, everything, PAGE, sort="-latency"
+            ),
             "store.get(id)": lambda: store.get(record_id),
         },
         runs,

@@ -201,3 +201,23 @@ def split_address(address: str, key: str = "address") -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise ConfigError(f"{key} must be HOST:PORT, not {address!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def checked_mapping(value: Any, key: str, known: frozenset[str], required: tuple[str, ...] = ()) -> Mapping[str, Any]:
+    """A section's mapping at `key`, with only `known` keys and every `required` one (ConfigError naming the key)."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key} must be a mapping")
+    unknown = sorted(set(map(str, value)) - known)
+    if unknown:
+        raise ConfigError(f"{key}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    missing = [name for name in required if name not in value]
+    if missing:
+        raise ConfigError(f"{key}.{missing[0]} is required")
+    return value
+
+
+def checked_text(value: Any, key: str) -> str:
+    """A non-empty string at `key` (ConfigError naming the key)."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key} must be a non-empty string, not {value!r}")
+    return value

@@ -255,16 +255,22 @@ def pg_server() -> Iterator[PostgresServer]:
         server.destroy()
 
 
+def fresh_store(request: pytest.FixtureRequest, workdir: Any) -> tuple[str, Callable[[], None]]:
+    """For a fixture parametrised with "sqlite" and "postgresql": a new, empty store (a SQLite file in `workdir`, or
+    a database on the session's PostgreSQL) and what drops it."""
+    if request.param == "sqlite":
+        return f"sqlite:///{workdir}/audit.db", lambda: None
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    dsn = server.create_database()
+    return dsn, lambda: server.drop_database(dsn)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     """A fresh, empty store: a SQLite file, then a PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/audit.db"
-        return
-    server: PostgresServer = request.getfixturevalue("pg_server")
-    dsn = server.create_database()
-    yield dsn
-    server.drop_database(dsn)
+    url, drop = fresh_store(request, tmp_path)
+    yield url
+    drop()
 
 
 @pytest.fixture

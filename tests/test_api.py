@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import fresh_store
 from llmtally.exporter.normalise.record import Record
 from llmtally.exporter.store import open_store
-from pg_server import PostgresServer
 from receiver import Receiver, free_port
 
 HOUR = 3_600_000_000_000
@@ -206,12 +206,7 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     """One receiver per store for the module: the records written before it starts, the current ones in two
     batches, the second while it runs."""
     workdir = tmp_path_factory.mktemp(f"api-{request.param}")
-    server: PostgresServer | None = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{workdir}/audit.db"
-    else:
-        server = request.getfixturevalue("pg_server")
-        url = server.create_database()
+    url, drop = fresh_store(request, workdir)
     write(url, PREVIOUS + CURRENT[:12])
     receiver = Receiver(workdir, url).start()
     try:
@@ -219,8 +214,7 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         yield Api(receiver.http_url, url, receiver.log)
     finally:
         assert receiver.stop() == 0
-        if server is not None:
-            server.drop_database(url)
+        drop()
 
 
 # --- usage -------------------------------------------------------------------------------------------------------

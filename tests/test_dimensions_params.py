@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from prometheus_client.parser import text_string_to_metric_families
 
 import llmtally
+from conftest import fresh_store
 from llmtally.cli import main
 from llmtally.demo.fake_provider import FakeProvider
 from receiver import Receiver, metric_sum
@@ -109,12 +110,7 @@ def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, provider_server: FakeProvider
 ) -> Iterator[Served]:
     workdir = tmp_path_factory.mktemp(f"dimensions-{request.param}")
-    server = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{workdir}/audit.db"
-    else:
-        server = request.getfixturevalue("pg_server")
-        url = server.create_database()
+    url, drop = fresh_store(request, workdir)
     receiver = Receiver(workdir, url, dimensions=DIMENSIONS, budgets=BUDGETS).start()
     try:
         provider_server.reset()
@@ -127,8 +123,7 @@ def served(
         yield Served(receiver.http_url, url, config, receiver.metrics())
     finally:
         assert receiver.stop() == 0
-        if server is not None:
-            server.drop_database(url)
+        drop()
 
 
 def _records(served: Served) -> list[dict[str, Any]]:

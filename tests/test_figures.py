@@ -25,11 +25,11 @@ import pytest
 from test_api import ALL, CURRENT, Api, api, cost, figures, ns, shown
 
 from alerting_stack import wait_for
+from conftest import fresh_store
 from instrumented_app import APP_CALLS, run_instrumented_app
 from llmtally.cli import main
 from llmtally.demo.fake_provider import FakeProvider
 from llmtally.exporter.normalise.record import Record
-from pg_server import PostgresServer
 from receiver import Receiver
 
 __all__ = ["api"]  # the deterministic receiver of test_api, one per store
@@ -282,12 +282,7 @@ def traffic(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, provider_server: FakeProvider
 ) -> Iterator[Traffic]:
     workdir = tmp_path_factory.mktemp(f"traffic-{request.param}")
-    server: PostgresServer | None = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{workdir}/audit.db"
-    else:
-        server = request.getfixturevalue("pg_server")
-        url = server.create_database()
+    url, drop = fresh_store(request, workdir)
     receiver = Receiver(workdir, url, timezone=ZONE, health=HEALTH).start()
     try:
         provider_server.reset()
@@ -298,8 +293,7 @@ def traffic(
         yield traffic
     finally:
         assert receiver.stop() == 0
-        if server is not None:
-            server.drop_database(url)
+        drop()
 
 
 def test_last_hour_active_members_and_http_status_of_real_traffic(traffic: Traffic) -> None:

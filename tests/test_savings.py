@@ -20,13 +20,13 @@ import pytest
 from genai_prices import data_snapshot
 
 from alerting_stack import wait_for
+from conftest import fresh_store
 from instrumented_app import APP_CALLS, run_instrumented_app
 from llmtally.cli import main
 from llmtally.demo.fake_provider import FakeProvider
 from llmtally.exporter.normalise.record import Record
 from llmtally.exporter.price import Pricer
 from llmtally.exporter.store import open_store
-from pg_server import PostgresServer
 from receiver import Receiver
 
 HOUR = 3_600_000_000_000
@@ -106,12 +106,7 @@ def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, provider_server: FakeProvider
 ) -> Iterator[Served]:
     workdir = tmp_path_factory.mktemp(f"savings-{request.param}")
-    server: PostgresServer | None = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{workdir}/audit.db"
-    else:
-        server = request.getfixturevalue("pg_server")
-        url = server.create_database()
+    url, drop = fresh_store(request, workdir)
     with open_store(url) as store:
         assert len(store.write(RECORDS)) == len(RECORDS)
     receiver = Receiver(workdir, url).start()
@@ -128,8 +123,7 @@ def served(
         yield served
     finally:
         assert receiver.stop() == 0
-        if server is not None:
-            server.drop_database(url)
+        drop()
 
 
 def items(report: dict[str, Any], kind: str, model: str) -> list[dict[str, Any]]:

@@ -21,9 +21,9 @@ import pytest
 import yaml
 from test_api import record, write
 
+from conftest import fresh_store
 from llmtally.cli import main
 from llmtally.exporter.normalise.record import Record
-from pg_server import PostgresServer
 from receiver import Receiver
 
 HOUR = 3_600_000_000_000
@@ -80,12 +80,7 @@ ALL = OCTOBER + OUTSIDE + SEPTEMBER
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
     """A receiver with API tokens and a markup and fixed fee; records written before it starts and while it runs."""
     workdir = tmp_path_factory.mktemp(f"statements-{request.param}")
-    server: PostgresServer | None = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{workdir}/audit.db"
-    else:
-        server = request.getfixturevalue("pg_server")
-        url = server.create_database()
+    url, drop = fresh_store(request, workdir)
     write(url, ALL[:20])
     receiver = Receiver(workdir, url, api={"tokens": TOKENS}, pricing=PRICING, dimensions=["team"]).start()
     try:
@@ -93,8 +88,7 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield receiver
     finally:
         assert receiver.stop() == 0
-        if server is not None:
-            server.drop_database(url)
+        drop()
 
 
 def get(receiver: Receiver, token: str = ADMIN, **params: Any) -> httpx.Response:

@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, checked_mapping, checked_text
 from ..dimensions import Dimensions
 from .periods import PERIODS, Period, ns
 
@@ -121,24 +121,6 @@ def _list(value: Any, key: str) -> list[Any]:
     return value
 
 
-def _mapping(value: Any, key: str, known: frozenset[str], required: tuple[str, ...] = ()) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{key} must be a mapping")
-    unknown = sorted(set(map(str, value)) - known)
-    if unknown:
-        raise ConfigError(f"{key}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    missing = [name for name in required if name not in value]
-    if missing:
-        raise ConfigError(f"{key}.{missing[0]} is required")
-    return value
-
-
-def _text(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key} must be a non-empty string, not {value!r}")
-    return value
-
-
 def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ConfigError(f"{key} must be one of {', '.join(choices)}, not {value!r}")
@@ -164,15 +146,15 @@ def _budgets(value: Any, dimensions: tuple[str, ...] = ()) -> tuple[Budget, ...]
     budgets: list[Budget] = []
     for i, entry in enumerate(_list(value, "budgets")):
         key = f"budgets[{i}]"
-        entry = _mapping(entry, key, _BUDGET_KEYS, ("name", "period", "amount_usd"))
-        name = _text(entry["name"], f"{key}.name")
+        entry = checked_mapping(entry, key, _BUDGET_KEYS, ("name", "period", "amount_usd"))
+        name = checked_text(entry["name"], f"{key}.name")
         if not _NAME.match(name):
             raise ConfigError(f"{key}.name must be 1-64 letters, digits or . _ : -, not {name!r}")
         if any(b.name == name for b in budgets):
             raise ConfigError(f"{key}.name {name!r} is used by another budget")
         key = f"budgets[{i}] ({name})"
-        scope = _mapping(entry.get("scope") or {}, f"{key}.scope", frozenset((*SCOPE_DIMENSIONS, *dimensions)))
-        timezone = _text(entry.get("timezone", "UTC"), f"{key}.timezone")
+        scope = checked_mapping(entry.get("scope") or {}, f"{key}.scope", frozenset((*SCOPE_DIMENSIONS, *dimensions)))
+        timezone = checked_text(entry.get("timezone", "UTC"), f"{key}.timezone")
         try:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -184,9 +166,9 @@ def _budgets(value: Any, dimensions: tuple[str, ...] = ()) -> tuple[Budget, ...]
                 period=cast(Period, _choice(entry["period"], f"{key}.period", PERIODS)),
                 amount_nusd=_usd(entry["amount_usd"], f"{key}.amount_usd", positive=True),
                 basis=cast(Basis, _choice(entry.get("basis", "customer"), f"{key}.basis", BASES)),
-                scope={k: _text(v, f"{key}.scope.{k}") for k, v in sorted(scope.items())},
+                scope={k: checked_text(v, f"{key}.scope.{k}") for k, v in sorted(scope.items())},
                 mode=cast(Mode, _choice(entry.get("mode", "soft"), f"{key}.mode", MODES)),
-                team=_text(team, f"{key}.team") if team != "" else "",
+                team=checked_text(team, f"{key}.team") if team != "" else "",
                 timezone=timezone,
             )
         )
@@ -215,8 +197,8 @@ def _credits(value: Any) -> tuple[Credit, ...]:
     credits: list[Credit] = []
     for i, entry in enumerate(_list(value, "credits")):
         key = f"credits[{i}]"
-        entry = _mapping(entry, key, _CREDIT_KEYS, ("provider", "balance_usd", "since"))
-        provider = _text(entry["provider"], f"{key}.provider")
+        entry = checked_mapping(entry, key, _CREDIT_KEYS, ("provider", "balance_usd", "since"))
+        provider = checked_text(entry["provider"], f"{key}.provider")
         if any(c.provider == provider for c in credits):
             raise ConfigError(f"{key}.provider {provider!r} has another credits entry")
         balance = _usd(entry["balance_usd"], f"{key}.balance_usd", positive=False)
@@ -228,8 +210,8 @@ def _thresholds(value: Any) -> dict[str, float]:
     thresholds = dict(DEFAULT_THRESHOLDS)
     if value is None:
         return thresholds
-    alerts = _mapping(value, "alerts", frozenset({"thresholds"}))
-    given = _mapping(alerts.get("thresholds") or {}, "alerts.thresholds", frozenset(DEFAULT_THRESHOLDS))
+    alerts = checked_mapping(value, "alerts", frozenset({"thresholds"}))
+    given = checked_mapping(alerts.get("thresholds") or {}, "alerts.thresholds", frozenset(DEFAULT_THRESHOLDS))
     for name, number in given.items():
         key = f"alerts.thresholds.{name}"
         if isinstance(number, bool) or not isinstance(number, (int, float)):

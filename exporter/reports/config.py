@@ -11,7 +11,7 @@ from typing import Any
 from croniter import croniter
 
 from ..api.params import FILTERS, QueryError, group_by
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, checked_mapping, checked_text
 from .periods import KINDS, Kind
 from .render import FORMATS
 from .statement import check_groups
@@ -80,21 +80,6 @@ class ReportConfig:
         return tuple(t for t in ("directory", "webhook", "email") if getattr(self, t) is not None)
 
 
-def _mapping(value: Any, key: str, known: frozenset[str]) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{key} must be a mapping")
-    unknown = sorted(set(map(str, value)) - known)
-    if unknown:
-        raise ConfigError(f"{key}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    return value
-
-
-def _text(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key} must be a non-empty string, not {value!r}")
-    return value
-
-
 def _number(value: Any, key: str, kind: type, low: float) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
         raise ConfigError(f"{key} must be a number, not {value!r}")
@@ -106,21 +91,23 @@ def _number(value: Any, key: str, kind: type, low: float) -> Any:
 def _webhook(value: Any, key: str) -> Webhook:
     if isinstance(value, str):
         value = {"url": value}
-    data = _mapping(value, key, _WEBHOOK_KEYS)
-    url = _text(data.get("url"), f"{key}.url")
+    data = checked_mapping(value, key, _WEBHOOK_KEYS)
+    url = checked_text(data.get("url"), f"{key}.url")
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"{key}.url must be an http:// or https:// URL, not {url!r}")
-    headers = _mapping(data.get("headers") or {}, f"{key}.headers", frozenset(map(str, data.get("headers") or {})))
+    headers = checked_mapping(
+        data.get("headers") or {}, f"{key}.headers", frozenset(map(str, data.get("headers") or {}))
+    )
     return Webhook(
         url,
         _number(data.get("timeout_seconds", 10.0), f"{key}.timeout_seconds", float, 0.1),
         _number(data.get("retries", 3), f"{key}.retries", int, 0),
-        {str(k): _text(v, f"{key}.headers.{k}") for k, v in headers.items()},
+        {str(k): checked_text(v, f"{key}.headers.{k}") for k, v in headers.items()},
     )
 
 
 def _email(value: Any, key: str) -> Email:
-    data = _mapping(value, key, _EMAIL_KEYS)
+    data = checked_mapping(value, key, _EMAIL_KEYS)
     to = data.get("to")
     recipients = [to] if isinstance(to, str) else to
     if not isinstance(recipients, list) or not recipients:
@@ -132,16 +119,16 @@ def _email(value: Any, key: str) -> Email:
     if (user_env is None) != (password_env is None):
         raise ConfigError(f"{key}: username_env and password_env go together")
     return Email(
-        _text(data.get("host"), f"{key}.host"),
-        _text(data.get("from"), f"{key}.from"),
-        tuple(_text(t, f"{key}.to") for t in recipients),
+        checked_text(data.get("host"), f"{key}.host"),
+        checked_text(data.get("from"), f"{key}.from"),
+        tuple(checked_text(t, f"{key}.to") for t in recipients),
         _number(data.get("port", 25), f"{key}.port", int, 1),
         starttls,
-        None if user_env is None else _text(user_env, f"{key}.username_env"),
-        None if password_env is None else _text(password_env, f"{key}.password_env"),
+        None if user_env is None else checked_text(user_env, f"{key}.username_env"),
+        None if password_env is None else checked_text(password_env, f"{key}.password_env"),
         _number(data.get("timeout_seconds", 30.0), f"{key}.timeout_seconds", float, 0.1),
         _number(data.get("retries", 3), f"{key}.retries", int, 0),
-        None if data.get("ca_file") is None else _text(data["ca_file"], f"{key}.ca_file"),
+        None if data.get("ca_file") is None else checked_text(data["ca_file"], f"{key}.ca_file"),
     )
 
 
@@ -164,12 +151,12 @@ def _day(value: Any, key: str, schedule: str) -> int:
 
 
 def _report(entry: Any, key: str) -> ReportConfig:
-    data = _mapping(entry, key, _REPORT_KEYS)
-    name = _text(data.get("name"), f"{key}.name")
+    data = checked_mapping(entry, key, _REPORT_KEYS)
+    name = checked_text(data.get("name"), f"{key}.name")
     if not _NAME.match(name):
         raise ConfigError(f"{key}.name must be 1-64 letters, digits, '_', '.' or '-', not {name!r}")
     where = f"reports.{name}"
-    schedule = _text(data.get("schedule"), f"{where}.schedule")
+    schedule = checked_text(data.get("schedule"), f"{where}.schedule")
     if schedule not in SCHEDULES and not croniter.is_valid(schedule):
         raise ConfigError(f"{where}.schedule must be monthly, weekly, daily or a cron expression, not {schedule!r}")
     period_name = data.get("period")
@@ -192,12 +179,12 @@ def _report(entry: Any, key: str) -> ReportConfig:
         check_groups(groups)
     except QueryError as error:
         raise ConfigError(f"{where}.by: {error}") from None
-    filters = _mapping(data.get("filters") or {}, f"{where}.filters", frozenset([*FILTERS, "status"]))
+    filters = checked_mapping(data.get("filters") or {}, f"{where}.filters", frozenset([*FILTERS, "status"]))
     formats = data.get("formats", ["html"])
     formats = [formats] if isinstance(formats, str) else formats
     if not isinstance(formats, list) or not formats or any(f not in FORMATS for f in formats):
         raise ConfigError(f"{where}.formats must be a list among {', '.join(FORMATS)}, not {formats!r}")
-    deliver = _mapping(data.get("deliver"), f"{where}.deliver", _DELIVER_KEYS)
+    deliver = checked_mapping(data.get("deliver"), f"{where}.deliver", _DELIVER_KEYS)
     if not deliver:
         raise ConfigError(f"{where}.deliver needs directory, webhook or email")
     directory = deliver.get("directory")
@@ -208,10 +195,10 @@ def _report(entry: Any, key: str) -> ReportConfig:
         day=_day(data.get("day"), f"{where}.day", schedule),
         at=(int(match.group(1)), int(match.group(2))),
         by=tuple(groups),
-        filters={str(k): _text(v, f"{where}.filters.{k}") for k, v in filters.items()},
+        filters={str(k): checked_text(v, f"{where}.filters.{k}") for k, v in filters.items()},
         formats=tuple(dict.fromkeys(formats)),
         title=str(data.get("title") or name),
-        directory=None if directory is None else _text(directory, f"{where}.deliver.directory"),
+        directory=None if directory is None else checked_text(directory, f"{where}.deliver.directory"),
         webhook=None if deliver.get("webhook") is None else _webhook(deliver["webhook"], f"{where}.deliver.webhook"),
         email=None if deliver.get("email") is None else _email(deliver["email"], f"{where}.deliver.email"),
     )

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api import reports
-from ..api.params import BUCKET_WIDTH, Filters, QueryError, TimeRange, iso
+from ..api.params import BUCKET_WIDTH, Filters, QueryError, TimeRange, group_column, iso
 from ..normalise.record import Record, usd
 from ..store import ReportRun, Store
 
@@ -56,16 +56,11 @@ class _Extra:
 
     fee_nusd: int = 0
     sources: Counter[str] = field(default_factory=Counter)
-    repriced: list[dict[str, Any]] = field(default_factory=list)
+    repriced: int = 0  # records
 
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
-
-
-def _value(record: Record, summary: dict[str, Any], group: str) -> str:
-    """A record's value of a group name: a request-log field, else a custom dimension."""
-    return _text(summary[group] if group in summary else record.dimensions.get(group))
 
 
 def _repricings(record: Record) -> list[dict[str, Any]]:
@@ -86,15 +81,24 @@ def _repricings(record: Record) -> list[dict[str, Any]]:
 def _extras(
     store: Store, span: TimeRange, filters: Filters, groups: Sequence[str], fees: Fees
 ) -> dict[tuple[str, ...], _Extra]:
+    """Per group: the fee of its charged requests, its price sources, how many of its records were repriced (one
+    aggregate query; the fee asked of `fees` once per priced model)."""
     found: dict[tuple[str, ...], _Extra] = {}
-    for record in filters.records(store, span):
-        summary = reports.request_summary(record)
-        key = tuple(_value(record, summary, g) for g in groups)
-        extra = found.setdefault(key, _Extra())
-        extra.fee_nusd += fees(record)
-        extra.sources[record.price_source or "unpriced"] += 1
-        extra.repriced.extend(_repricings(record))
+    columns = [group_column(g) for g in groups]
+    for row in store.statement_facts(filters.selections(span), columns):
+        extra = found.setdefault(tuple(_text(row[c]) for c in columns), _Extra())
+        if row["charged"]:
+            model = Record("", 0, 0, provider=row["provider"], request_model=row["request_model"], priced=True)
+            model.response_model, model.customer_cost_nusd = row["response_model"], 1
+            extra.fee_nusd += int(row["charged"]) * fees(model)
+        extra.sources[row["price_source"] or "unpriced"] += int(row["requests"])
+        extra.repriced += int(row["repriced"])
     return found
+
+
+def _repriced_records(store: Store, span: TimeRange, filters: Filters) -> list[dict[str, Any]]:
+    """Every repricing of the records of the statement (read only when a comparison needs them)."""
+    return [item for record in filters.records(store, span) for item in _repricings(record)]
 
 
 def _figures(row: dict[str, Any], extra: _Extra) -> dict[str, Any]:
@@ -161,11 +165,9 @@ def build(
     usage = reports.usage(store, span, filters, groups)
     extras = _extras(store, span, filters, groups, fees)
     rows = []
-    repriced: list[dict[str, Any]] = []
     for row in usage["rows"]:
         key = tuple(_text(row[g]) for g in groups)
         extra = extras.get(key, _Extra())
-        repriced.extend(extra.repriced)
         rows.append({**{g: row[g] for g in groups}, **_figures(row, extra)})
     rows.sort(key=lambda r: (-r["customer_cost_nusd"], tuple(str(r[g]) for g in groups)))
     body: dict[str, Any] = {
@@ -178,6 +180,7 @@ def build(
     }
     body["fingerprint"] = fingerprint(body)
     body["generated_at"] = iso(now - now % 1000)
+    repriced = any(extra.repriced for extra in extras.values())
     body["comparison"] = _compare(store, span, filters, groups, body, repriced, now) if keep else None
     return body
 
@@ -207,7 +210,7 @@ def _compare(
     filters: Filters,
     groups: Sequence[str],
     body: dict[str, Any],
-    repriced: list[dict[str, Any]],
+    repriced: bool,
     now: int,
 ) -> dict[str, Any]:
     """How this statement compares with the first one kept of the same period, grouping and filters."""
@@ -232,7 +235,6 @@ def _compare(
     kept = store.report_run(key)
     assert kept is not None and kept.figures is not None
     since = int(kept.generated_at_ns or kept.claimed_at_ns)
-    later = sorted((r for r in repriced if r["time_unix_nano"] > since), key=lambda r: (r["time_unix_nano"], r["id"]))
     out: dict[str, Any] = {
         "closed": True,
         "reference": iso(since - since % 1000),
@@ -242,6 +244,8 @@ def _compare(
         out["message"] = f"same figures as the statement produced at {out['reference']}"
         return out
     out["changes"] = _changes(json.loads(kept.figures), figures, groups)
+    repricings = _repriced_records(store, span, filters) if repriced else []
+    later = sorted((r for r in repricings if r["time_unix_nano"] > since), key=lambda r: (r["time_unix_nano"], r["id"]))
     out["repriced_records"] = len(later)
     out["repriced"] = [{k: v for k, v in r.items() if k != "time_unix_nano"} for r in later[:MAX_LISTED_REPRICED]]
     if later:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from ..normalise.record import Record
 from .calls import Stored
@@ -81,6 +81,11 @@ class Store(Protocol):
     def record_usage(self, selections: Sequence[Selection], group_by: Sequence[str]) -> list[UsageRow]:
         """`usage`'s sums read from the records matching any of `selections`, grouped by rollup dimensions, hour, day
         or `dim.<key>` (a custom dimension): for the groups and filters the rollups do not key."""
+        ...
+
+    def statement_facts(self, selections: Sequence[Selection], group_by: Sequence[str]) -> list[dict[str, Any]]:
+        """Per group (as `record_usage`) and price used (provider, models, price source, priced) of the records
+        matching any of `selections`: requests, those charged, those repriced (`statement_facts.FACTS`)."""
         ...
 
     def page(

@@ -16,7 +16,8 @@ DIMENSION_PREFIX = "dim."  # a group `dim.<key>`: the custom dimension <key> (''
 _TIME = {"hour": HOUR_NS, "day": DAY_NS}
 
 
-def _group_sql(name: str, placeholder: str) -> str:
+def group_sql(name: str, placeholder: str) -> str:
+    """A group's SQL over the records: a rollup dimension, hour, day or `dim.<key>`."""
     if name in _TIME:
         return bucket_start_sql("start_time_ns", _TIME[name])
     if name.startswith(DIMENSION_PREFIX):
@@ -26,22 +27,28 @@ def _group_sql(name: str, placeholder: str) -> str:
     return f"COALESCE({name}, '')" if name in NULLABLE else name
 
 
-def record_usage_sql(
-    selections: Sequence[Selection], group_by: Sequence[str], placeholder: str
-) -> tuple[str, list[Any], tuple[str, ...]]:
-    """The usage query over the records matching any of `selections` (disjoint ones: each record is counted once
-    anyway), grouped by `group_by` (rollup dimensions, hour, day, `dim.<key>`); its parameters and column names."""
+def any_of(selections: Sequence[Selection], placeholder: str) -> tuple[str, list[Any]]:
+    """The condition of a record matching any of `selections`, and its parameters."""
     if not selections:
-        raise ValueError("record usage needs at least one selection")
+        raise ValueError("a query over the records needs at least one selection")
     conditions, params = [], []
     for selection in selections:
         where, found = selection.where(placeholder)
         conditions.append(f"({where})")
         params += found
-    groups = [f"{_group_sql(g, placeholder)} AS g{i}" for i, g in enumerate(group_by)]
+    return " OR ".join(conditions), params
+
+
+def record_usage_sql(
+    selections: Sequence[Selection], group_by: Sequence[str], placeholder: str
+) -> tuple[str, list[Any], tuple[str, ...]]:
+    """The usage query over the records matching any of `selections` (disjoint ones: each record is counted once
+    anyway), grouped by `group_by` (rollup dimensions, hour, day, `dim.<key>`); its parameters and column names."""
+    where, params = any_of(selections, placeholder)
+    groups = [f"{group_sql(g, placeholder)} AS g{i}" for i, g in enumerate(group_by)]
     sums = [f"CAST(COALESCE({RAW_SUMS[c]}, 0) AS BIGINT) AS {c}" for c in (*INT_SUMS, "ttft_count")]
     sums += [f"COALESCE({RAW_SUMS[c]}, 0.0) AS {c}" for c in FLOAT_SUMS]
-    sql = f"SELECT {', '.join([*groups, *sums])} FROM {RECORDS} WHERE {' OR '.join(conditions)}"
+    sql = f"SELECT {', '.join([*groups, *sums])} FROM {RECORDS} WHERE {where}"
     if group_by:
         ordinals = ", ".join(str(i + 1) for i in range(len(group_by)))
         sql += f" GROUP BY {ordinals} ORDER BY {ordinals}"

@@ -18,6 +18,7 @@ from .mix import streamed_sql
 from .record_usage import record_usage_sql
 from .report_runs import ReportRuns
 from .select import SORT_KEYS, BadCursor, Cursor, Selection, sort_value
+from .statement_facts import statement_facts_sql
 from .usage import usage_sql
 
 RECORDS = rollup.RECORDS
@@ -131,6 +132,10 @@ class SQLStore(ReportRuns, ABC):
 
     def record_usage(self, selections: Sequence[Selection], group_by: Sequence[str]) -> list[rollup.UsageRow]:
         sql, params, names = record_usage_sql(selections, group_by, self.placeholder)
+        return [dict(zip(names, row, strict=True)) for row in self._query(sql, params)]
+
+    def statement_facts(self, selections: Sequence[Selection], group_by: Sequence[str]) -> list[dict[str, Any]]:
+        sql, params, names = statement_facts_sql(selections, group_by, self.placeholder)
         return [dict(zip(names, row, strict=True)) for row in self._query(sql, params)]
 
     def page(
