@@ -235,3 +235,24 @@ def test_insights_command_shows_the_advice(served: Served, capsys: pytest.Captur
     out = capsys.readouterr().out
     assert "Savings advice" in out and "prompt_caching" in out and "batch" in out
     assert report["savings"][0]["advice"][:40] in out.replace("\n", " ")
+
+
+def test_batch_estimate_from_the_newest_requests(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the sample of newest requests read for how requests were sent, the non-streamed count is the sample's
+    share of the model's requests, and the evidence says so (insights stay one bounded read on a large store)."""
+    from llmtally.exporter.api import savings
+    from llmtally.exporter.api.params import Filters, TimeRange
+
+    span = TimeRange("custom", NOW - 3 * HOUR, NOW)
+    monkeypatch.setattr(savings, "STREAM_SAMPLE", 2 * STREAMED)  # the newest 20: 10 streamed, 10 not
+    with open_store(served.store) as store:
+        advice = savings.savings(store, span, Filters({"operation": "chat"}), Pricer())
+    (batch,) = [i for i in advice if i["kind"] == "batch" and i["model"] == "gpt-4o"]
+    assert batch["evidence"]["non_streamed_requests"] == REQUESTS // 2  # half of 40, from the sample's share
+    assert batch["evidence"]["non_streamed_estimated_from_newest"] == 2 * STREAMED
+    monkeypatch.setattr(savings, "STREAM_SAMPLE", 10_000)  # every request read: exact, no estimate named
+    with open_store(served.store) as store:
+        advice = savings.savings(store, span, Filters({"operation": "chat"}), Pricer())
+    (batch,) = [i for i in advice if i["kind"] == "batch" and i["model"] == "gpt-4o"]
+    assert batch["evidence"]["non_streamed_requests"] == REQUESTS - STREAMED
+    assert "non_streamed_estimated_from_newest" not in batch["evidence"]

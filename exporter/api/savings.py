@@ -21,6 +21,7 @@ CACHE_MIN_INPUT_TOKENS = 1024  # mean input tokens per request from which a prom
 CACHE_MIN_REQUESTS = 10  # requests of the model in the period: inputs that can repeat
 CACHE_LOW_SHARE = 0.25  # cached share of the input below which caching is advised
 CACHEABLE_SHARE = Decimal("0.5")  # assumed: half of the uncached input is a prefix that repeats
+STREAM_SAMPLE = 10_000  # the newest requests read for how requests are sent (the rollups do not keep it)
 _GROUPS = ["provider", "operation", "request_model"]
 
 
@@ -56,7 +57,7 @@ def savings(
         scope = {"provider": provider, "model": model, "operation": operation}
         items += _cheaper(catalog, found, kind, row, usage, scope)
         items += _caching(catalog, found[2], row, scope)
-        items += _batch(catalog, found[2], usage, streams.get((provider, model)), scope)
+        items += _batch(catalog, found[2], usage, streams.get((provider, model)), int(row["requests"]), scope)
     return sorted(items, key=lambda i: -i["estimated_saving_usd"])
 
 
@@ -184,11 +185,20 @@ def _caching(
 
 
 def _batch(
-    catalog: Alternatives, current: CatalogPrice, usage: Usage, mix: tuple[int, int] | None, scope: dict[str, str]
+    catalog: Alternatives,
+    current: CatalogPrice,
+    usage: Usage,
+    mix: tuple[int, int] | None,
+    requests: int,
+    scope: dict[str, str],
 ) -> list[dict[str, Any]]:
-    """The batch tier for the requests that were not streamed, when the catalog lists a batch price."""
+    """The batch tier for the requests that were not streamed, when the catalog lists a batch price. `mix`: the
+    requests and non-streamed requests among the newest read (all of the period's `requests`, or a sample of them:
+    then the non-streamed ones are estimated from its share)."""
     if mix is None or not mix[1]:
         return []
+    sampled, sampled_non_streamed = mix
+    exact = sampled >= requests
     batch = catalog.batch_rate(current)
     if batch is None:
         return []
@@ -196,7 +206,7 @@ def _batch(
     now, later = cost_usd(standard, usage), cost_usd(batch, usage)
     if now is None or later is None or later >= now:
         return []
-    requests, non_streamed = mix
+    non_streamed = sampled_non_streamed if exact else round(requests * sampled_non_streamed / sampled)
     saving = (now - later) * non_streamed
     return [
         {
@@ -207,6 +217,7 @@ def _batch(
                 "requests": requests,
                 "non_streamed_requests": non_streamed,
                 "non_streamed_share": round(non_streamed / requests, 6),
+                **({} if exact else {"non_streamed_estimated_from_newest": sampled}),
                 "input_tokens_per_request": usage[0],
                 "output_tokens_per_request": usage[3],
                 "standard_per_mtok_usd": _prices(standard),
@@ -231,7 +242,7 @@ def _non_streamed(store: Store, span: TimeRange, filters: Filters) -> dict[tuple
         return {}
     out: dict[tuple[str, str], tuple[int, int]] = {}
     for selection in selections:
-        for provider, model, requests, non_streamed in store.stream_mix(selection):
+        for provider, model, requests, non_streamed in store.stream_mix(selection, STREAM_SAMPLE):
             before = out.get((provider, model), (0, 0))
             out[(provider, model)] = (before[0] + requests, before[1] + non_streamed)
     return out

@@ -108,9 +108,9 @@ class Store(Protocol):
 
     def count_matching(self, selection: Selection) -> int: ...
 
-    def stream_mix(self, selection: Selection) -> list[tuple[str, str, int, int]]:
-        """(provider, request_model, requests, non-streamed requests) of the records of `selection`, read from the
-        records (the rollups do not keep how a request was sent)."""
+    def stream_mix(self, selection: Selection, newest: int) -> list[tuple[str, str, int, int]]:
+        """(provider, request_model, requests, non-streamed requests) of the `newest` records of `selection`, read
+        from the records (the rollups do not keep how a request was sent)."""
         ...
 
     def snapshot(self) -> int:

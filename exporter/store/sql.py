@@ -182,9 +182,9 @@ class SQLStore(ReportRuns, ABC):
             records, cursor = self.page(selection, chunk, cursor, newest_first=newest_first)
             yield from records
 
-    def stream_mix(self, selection: Selection) -> list[tuple[str, str, int, int]]:
-        """(provider, request_model, requests, non-streamed requests) of the records of `selection`."""
-        sql, params = streamed_sql(selection, self.placeholder)
+    def stream_mix(self, selection: Selection, newest: int) -> list[tuple[str, str, int, int]]:
+        """(provider, request_model, requests, non-streamed requests) of the `newest` records of `selection`."""
+        sql, params = streamed_sql(selection, self.placeholder, newest)
         return [(p or "", m or "", int(n), int(b or 0)) for p, m, n, b in self._query(sql, params)]
 
     def count_matching(self, selection: Selection) -> int:
