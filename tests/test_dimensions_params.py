@@ -221,6 +221,27 @@ def test_usage_grouped_and_filtered_by_a_dimension_is_exact(served: Served):
     assert served.json("/api/v1/errors", range="24h", team="search")["total_requests"] == 2
 
 
+def test_a_statement_of_real_traffic_by_a_dimension_equals_usage(served: Served, capsys):
+    """Instrumented calls tagged with a team: the statement by team (API and command) has usage's figures to the
+    nano-dollar, per team and in total, and names the genai-prices entries that priced them."""
+    records = _records(served)
+    start = min(r["timestamp"] for r in records)
+    usage = served.json("/api/v1/usage", start=start, group_by="team")
+    statement = served.json("/api/v1/report", start=start, group_by="team")
+    by_team = {row["team"] or "": row for row in usage["rows"]}
+    assert {row["team"] or "": row["customer_cost_nusd"] for row in statement["rows"]} == {
+        team: row["customer_cost_nusd"] for team, row in by_team.items()
+    }
+    assert {row["team"] or "": row["requests"] for row in statement["rows"]} == {
+        team: row["requests"] for team, row in by_team.items()
+    }
+    assert statement["totals"]["customer_cost_nusd"] == usage["totals"]["customer_cost_nusd"] > 0
+    assert any(source.startswith("genai-prices") for source in statement["totals"]["price_sources"])
+    code = main(["report", "--config", str(served.config), "--start", start, "--by", "team", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0 and json.loads(out)["totals"]["customer_cost_nusd"] == usage["totals"]["customer_cost_nusd"]
+
+
 def test_unknown_dimensions_are_a_clear_400(served: Served):
     answer = served.get("/api/v1/usage", group_by="project")
     assert answer.status_code == 400
