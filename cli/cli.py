@@ -9,6 +9,7 @@ from importlib import metadata
 
 from llmtally.exporter.api.params import GROUPS, LOG_STATUSES, SORTS, USAGE_STATUSES
 
+from .commands.arguments import add_forget_and_operations, add_report, add_tail
 from .commands.options import add_filters, add_json, add_range, add_store
 
 
@@ -111,16 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     price.add_argument("--config", help="llmtally.yaml with pricing overrides")
     add_json(price)
 
-    from .commands import operations, statements, tail
-
-    operations.add_arguments(commands)
-    tail.add_arguments(commands)
-
-    from .commands.bundle import add_arguments
-
-    statements.add_arguments(
+    add_forget_and_operations(commands)
+    add_tail(commands)
+    add_report(
         commands.add_parser("report", help="a statement for a period and a grouping: costs, markup, fee, price sources")
     )
+
+    from .commands.bundle import add_arguments
 
     add_arguments(commands.add_parser("bundle", help="write the Grafana, Prometheus, Alertmanager and collector stack"))
     return parser

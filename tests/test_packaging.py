@@ -176,7 +176,16 @@ def test_the_commands_ask_for_the_serve_extra(app_venv, tmp_path):
     command = str(app_venv.with_name("llmtally"))
     version = subprocess.run([command, "--version"], capture_output=True, text=True, timeout=30)
     assert version.returncode == 0 and version.stdout.startswith("llmtally "), version.stderr
-    for args in (["serve"], ["usage"], ["demo"], ["bundle", "stack"]):
+    for args in (
+        ["serve"],
+        ["usage"],
+        ["demo"],
+        ["bundle", "stack"],
+        ["report", "--month", "2026-11"],
+        ["tail"],
+        ["forget", "--user", "u"],
+        ["operations"],
+    ):
         run = subprocess.run([command, *args], capture_output=True, text=True, cwd=tmp_path, timeout=30)
         assert run.returncode == 1, (args, run.stdout, run.stderr)
         assert "pip install 'llmtally[serve]'" in run.stderr, run.stderr

@@ -5,28 +5,9 @@ from __future__ import annotations
 import argparse
 
 from llmtally.exporter.maintenance.logged import command_actor, forget_user
-from llmtally.exporter.store.oplog import KINDS
 
-from .options import add_json, add_store, open_from, print_json
+from .options import open_from, print_json
 from .tables import Column, money, show, text
-
-
-def add_arguments(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    forget = commands.add_parser(
-        "forget",
-        help="erase one user from their records: user id, payloads, source IP, error messages (their totals stay, "
-        "under no user)",
-    )
-    add_store(forget)
-    forget.add_argument("--user", required=True, help="the user id to erase")
-    forget.add_argument("--dry-run", action="store_true", help="count what would be erased, change nothing")
-    add_json(forget)
-    log = commands.add_parser("operations", help="the operations log: reprice, cleanup, forget, reload; newest first")
-    add_store(log)
-    log.add_argument("--kind", choices=KINDS, help="only this kind of operation")
-    log.add_argument("--limit", type=int, default=50, help="entries to show (default 50)")
-    log.add_argument("--before", type=int, metavar="ID", help="entries older than this id (the next page)")
-    add_json(log)
 
 
 def forget(args: argparse.Namespace) -> int:

@@ -6,47 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from llmtally.exporter.api.params import GROUPS, USAGE_STATUSES, group_by
+from llmtally.exporter.api.params import group_by
 
-from .options import add_filters, add_store, analytics_from, asked_filters, declared_dimensions, print_json
+from .options import analytics_from, asked_filters, declared_dimensions, print_json
 from .tables import Column, count, money, show, text
-
-_DIMENSIONS = [g for g in GROUPS if g not in ("hour", "day")]
-FORMATS = ("table", "csv", "json", "html", "pdf")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_store(parser)
-    period = parser.add_argument_group("period (give one; months, weeks and days in llmtally.yaml's timezone)")
-    period.add_argument("--month", metavar="YYYY-MM", help="a calendar month, e.g. 2026-11")
-    period.add_argument("--week", metavar="YYYY-Www", help="an ISO week (from Monday), e.g. 2026-W45")
-    period.add_argument("--day", metavar="YYYY-MM-DD", help="one day")
-    period.add_argument("--start", help="ISO 8601 date or date-time (with --end: any period)")
-    period.add_argument("--end", help="ISO 8601 date (inclusive) or date-time (exclusive); default now")
-    parser.add_argument(
-        "--by",
-        metavar="GROUPS",
-        help=f"comma-separated dimensions to group by, among: {', '.join(_DIMENSIONS)} and the custom dimensions "
-        "declared in llmtally.yaml (default: one total)",
-    )
-    add_filters(parser, USAGE_STATUSES)
-    parser.add_argument(
-        "--format",
-        choices=FORMATS,
-        default="table",
-        help="table (default, for people), csv, json, html (self-contained, with a chart) or pdf",
-    )
-    parser.add_argument("--json", action="store_true", help="the same as --format json")
-    parser.add_argument("--output", "-o", metavar="FILE", help="file to write (default: stdout; pdf needs a file)")
-    parser.add_argument("--title", default="Statement", help="the statement's title (default Statement)")
-    parser.epilog = (
-        "Filters keep the requests whose dimension has the value given (several values: comma-separated); --status "
-        "success or error. Costs are USD with nine decimals (exact nano-USD in JSON); markup = customer cost - "
-        "provider cost - fee, the fee being the fixed fee of the pricing in force per charged request. A statement "
-        "of a closed period is kept the first time; a later one of the same period, grouping and filters says "
-        "whether its figures changed and which records were repriced since."
-    )
-
 
 _FIGURES: list[Column] = [
     ("requests", "requests", count),

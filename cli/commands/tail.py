@@ -15,29 +15,12 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from llmtally.exporter.api.params import FILTERS, LOG_STATUSES
+from llmtally.exporter.api.params import FILTERS
 
-from .options import add_filters
 from .tables import count, millis, money, text
 
 RETRY_S = 1.0
 IDLE_S = 60.0  # no byte for this long (the receiver sends a heartbeat every stream.heartbeat_seconds): reconnect
-
-
-def add_arguments(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    tail = commands.add_parser(
-        "tail", help="print requests live as a running receiver stores them (its /api/v1/requests/stream)"
-    )
-    tail.add_argument("--config", help="llmtally.yaml: the receiver's receiver.http address (default ./llmtally.yaml)")
-    tail.add_argument(
-        "--url",
-        help="the receiver's base URL (default: receiver.http of the config, https with receiver.tls; else "
-        "http://127.0.0.1:4318)",
-    )
-    tail.add_argument("--token", help="an API token (default $LLMTALLY_API_TOKEN); a member token sees their own")
-    tail.add_argument("--count", type=int, metavar="N", help="stop after N requests (default: run until Ctrl-C)")
-    add_filters(tail, LOG_STATUSES)
-    tail.add_argument("--json", action="store_true", help="print one JSON object per line (the request-log row)")
 
 
 def _base_url(args: argparse.Namespace) -> str:
