@@ -111,7 +111,7 @@ def serve(config: Config) -> int:
         pricer,
         live_budgets,
         analytics=lambda: live_analytics[0],
-        dimensions=dimensions.keys,
+        dimensions=lambda: ingest.dimensions.keys,
         more=more,
         feed=feed,
     )
@@ -122,19 +122,21 @@ def serve(config: Config) -> int:
     reports = ReportScheduler(store, pricer, scheduled, zone=analytics.timezone).start()
 
     def prepare_analytics(new: Config) -> Apply:
-        """timezone:, health: and reports: in force after a reload; dimensions: needs a restart (logged)."""
-        settings, scheduled = Analytics.from_config(new), scheduled_reports(new)
-        if Dimensions.from_config(new) != dimensions:
-            print("llmtally serve: dimensions: changed; it takes effect at the next start", file=sys.stderr)
+        """timezone:, health:, reports: and dimensions: in force after a reload (a dimension's metric label, which
+        Prometheus families fix when they are made, at the next start: logged)."""
+        settings, scheduled, declared = Analytics.from_config(new), scheduled_reports(new), Dimensions.from_config(new)
+        if declared.labels != dimensions.labels:
+            print("llmtally serve: dimensions: metric labels take effect at the next start", file=sys.stderr)
 
         def apply() -> Mapping[str, int]:
             live_analytics[0] = settings
             reports.apply(scheduled, settings.timezone)
-            return {"reports": len(scheduled)}
+            ingest.dimensions = declared  # kept from the next batch on; filters and group_by take them at once
+            return {"reports": len(scheduled), "dimensions": len(declared.keys)}
 
         return apply
 
-    on_reload("timezone, health bounds and scheduled reports", prepare_analytics)
+    on_reload("timezone, health bounds, scheduled reports and dimensions", prepare_analytics)
     server = uvicorn.Server(
         uvicorn.Config(
             app,

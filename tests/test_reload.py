@@ -4,6 +4,7 @@ line and the old configuration kept, and every reload is in the operations log. 
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Callable
@@ -84,7 +85,7 @@ def test_file_watch_reloads_and_a_bad_file_is_refused(tmp_path: Path, store_url:
         assert served.budgets() == {"team-a": 250, "team-b": 40}
         newest, bad, good = served.operations()
         assert (good["outcome"], good["actor"], good["arguments"]["trigger"]) == ("done", "serve", "file changed")
-        assert good["counts"] == {"budgets": 2, "credits": 0, "reports": 0}
+        assert good["counts"] == {"budgets": 2, "credits": 0, "reports": 0, "dimensions": 0}
         assert bad["outcome"] == "failed" and "amount_usd" in bad["message"]
         assert newest["outcome"] == "failed" and "not valid YAML" in newest["message"]
     finally:
@@ -118,6 +119,68 @@ def test_health_bounds_time_zone_and_scheduled_reports_follow_a_reload(tmp_path:
         served.rewrite(reports=[{**report, "schedule": "hourly"}])  # refused: no such schedule
         wait_until(lambda: len(served.operations()) == 2, "the refusal logged")
         assert "reports" in served.operations()[0]["message"] and zone() == "Europe/Paris"
+    finally:
+        assert served.receiver.stop() == 0
+    assert "Traceback" not in served.receiver.log.read_text()
+
+
+def audit_event_json(n: int, team: str) -> bytes:
+    """One audit event as OTLP/JSON, tagged with the custom dimension `team`."""
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 100,
+        "gen_ai.usage.output_tokens": 20,
+        "llmtally.duration": 0.5,
+        "llmtally.dim.team": team,
+    }
+    values = [
+        {"key": k, "value": {"intValue": str(v)} if isinstance(v, int) else {"stringValue": str(v)}}
+        if not isinstance(v, float)
+        else {"key": k, "value": {"doubleValue": v}}
+        for k, v in attributes.items()
+    ]
+    event = {
+        "timeUnixNano": str(time.time_ns()),
+        "eventName": "llmtally.completion",
+        "traceId": f"{n:032x}",
+        "spanId": f"{n:016x}",
+        "attributes": values,
+    }
+    return json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": [event]}]}]}).encode()
+
+
+def test_dimensions_follow_a_reload(tmp_path: Path, store_url: str):
+    """A dimension declared by a reload is kept from then on and is a filter and a group at once; one removed is
+    refused as a filter, never silently ignored."""
+    served = Served(tmp_path, store_url, poll_seconds=0.2)
+    served.receiver.start()
+    logs = f"{served.receiver.http_url}/v1/logs"
+    json_body = {"content-type": "application/json"}
+    try:
+        assert httpx.post(logs, content=audit_event_json(1, "search"), headers=json_body).status_code == 200
+        assert served.receiver.get("/api/v1/usage", params={"group_by": "team"}).status_code == 400
+        served.rewrite(dimensions=["team"])
+        wait_until(
+            lambda: served.receiver.get("/api/v1/usage", params={"group_by": "team"}).status_code == 200,
+            "team declared",
+        )
+        assert httpx.post(logs, content=audit_event_json(2, "search"), headers=json_body).status_code == 200
+        wait_until(
+            lambda: served.receiver.get("/api/v1/usage", params={"team": "search"}).json()["totals"]["requests"] == 1,
+            "the second event kept with its team (the first was stored before team was declared)",
+        )
+        rows = served.receiver.get("/api/v1/usage", params={"group_by": "team"}).json()["rows"]
+        assert {row["team"]: row["requests"] for row in rows} == {"": 1, "search": 1}
+        exported = served.receiver.get("/api/v1/export", params={"format": "json", "team": "search"}).json()
+        assert [item["team"] for item in exported] == ["search"]
+        served.rewrite(dimensions=[])
+        wait_until(
+            lambda: served.receiver.get("/api/v1/usage", params={"team": "search"}).status_code == 400,
+            "team no longer a filter",
+        )
+        assert served.operations()[0]["counts"]["dimensions"] == 0
     finally:
         assert served.receiver.stop() == 0
     assert "Traceback" not in served.receiver.log.read_text()

@@ -119,7 +119,7 @@ class RouteKit:
     principal: Callable[..., Principal | None]
     asked: Callable[..., Asked]
     scoped: Callable[[Filters, Principal | None], Filters]
-    dimensions: tuple[str, ...]
+    dimensions: Callable[[], tuple[str, ...]]  # those declared now (they follow reloads)
     timezone: Callable[[], tzinfo]  # the one in force (it follows reloads)
 
 
@@ -199,34 +199,51 @@ def create_router(
     pricer: Pricer,
     budgets: BudgetSettings | Callable[[], BudgetSettings] | None = None,
     analytics: Analytics | Callable[[], Analytics] | None = None,
-    dimensions: Sequence[str] = (),
+    dimensions: Sequence[str] | Callable[[], Sequence[str]] = (),
     more: Sequence[Callable[[RouteKit], None]] = (),
     feed: Feed | None = None,
 ) -> APIRouter:
     """The /api/v1 routes over `store` and their OpenAPI document; with `tokens`, every call needs one (members see
-    only their own). `budgets`, `analytics`: the settings, or a function giving the ones in force (they follow
-    reloads).
-    `dimensions`: the declared custom dimensions (filters and group_by names). `more` adds routes of other parts:
-    each is called with a `RouteKit` (the router and the dependencies its routes share). `feed`: the live feed."""
+    only their own). `budgets`, `analytics`, `dimensions` (the declared custom dimensions: filters and group_by
+    names): the settings, or a function giving the ones in force (they follow reloads). `more` adds routes of other
+    parts: each is called with a `RouteKit` (the router and the dependencies its routes share). `feed`: the live
+    feed."""
     budget_settings = budgets or BudgetSettings()
     fixed = analytics if isinstance(analytics, Analytics) else Analytics()
     current = analytics if callable(analytics) else (lambda: fixed)
-    declared = tuple(dimensions)
-    extra_query = query_dependency(declared)
+    started = tuple(dimensions()) if callable(dimensions) else tuple(dimensions)
+
+    def declared() -> tuple[str, ...]:
+        return tuple(dimensions()) if callable(dimensions) else started
+
+    extra_query = query_dependency(started)  # documented: those declared at start
+
+    def with_extra(request: Request, asked: Asked, extra: dict[str, list[str]]) -> Asked:
+        """`asked` with the request-parameter and dimension filters, for the dimensions declared now (a reload may
+        have added some since the start: they are read from the query string by name)."""
+        now = declared()
+        gone = sorted(n for n in extra if not n.startswith(extra_filters.PARAM_PREFIX) and n not in now)
+        if gone:
+            raise QueryError(f"{', '.join(gone)}: no longer declared under dimensions: (a reload removed it)")
+        added = {n: request.query_params.getlist(n) for n in now if n not in started and n in request.query_params}
+        kept = {n: v for n, v in extra.items() if n.startswith(extra_filters.PARAM_PREFIX) or n in now}
+        return replace(asked, extra={**kept, **added}, dimensions=now)
 
     def asked_with_extra(
+        request: Request,
         asked: Annotated[Asked, Depends(_asked)],
         extra: Annotated[dict[str, list[str]], Depends(extra_query)],
     ) -> Asked:
-        return replace(asked, extra=extra, dimensions=declared)
+        return with_extra(request, asked, extra)
 
     AskedDep = Annotated[Asked, Depends(asked_with_extra)]
 
     def filters_with_extra(
+        request: Request,
         asked: Annotated[Asked, Depends(_asked_filters)],
         extra: Annotated[dict[str, list[str]], Depends(extra_query)],
     ) -> Asked:
-        return replace(asked, extra=extra, dimensions=declared)
+        return with_extra(request, asked, extra)
 
     def any_principal(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -261,7 +278,7 @@ def create_router(
 
     def known_parameters_only(request: Request, who: AnyWho) -> None:
         """After authentication (an unknown caller learns nothing of the parameters)."""
-        refuse_unknown_parameters(request)
+        refuse_unknown_parameters(request, also=declared())
 
     router = APIRouter(
         prefix="/api/v1",
@@ -276,11 +293,11 @@ def create_router(
         who: Who,
         group_by_: Annotated[
             str | None,
-            Query(alias="group_by", description=f"comma-separated, among: {', '.join((*GROUPS, *declared))}"),
+            Query(alias="group_by", description=f"comma-separated, among: {', '.join((*GROUPS, *started))}"),
         ] = None,
     ) -> dict[str, Any]:
         span, filters = asked.resolve("7d", USAGE_STATUSES)
-        groups = group_by(group_by_, declared)
+        groups = group_by(group_by_, declared())
         check_buckets(span, groups)
         return reports.usage(store, span, scoped(filters, who), groups, current().timezone)
 
@@ -351,7 +368,7 @@ def create_router(
         store.snapshot()  # fail here (503) rather than mid-stream when the store is down
         name = f"llmtally-requests.{format_}"
         return StreamingResponse(
-            export.stream(records, format_, payloads, declared),
+            export.stream(records, format_, payloads, declared()),
             media_type=export.MEDIA_TYPES[format_],
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )

@@ -44,7 +44,7 @@ def add_route(store: Store, pricer: Pricer) -> Callable[[RouteKit], None]:
                 span = time_range(asked.range_name, default="30d")
             else:
                 span = periods.period(month, week, day, asked.start, asked.end, kit.timezone())
-            groups = group_by(group_by_, kit.dimensions)
+            groups = group_by(group_by_, kit.dimensions())
             statement.check_groups(groups)
             filters = kit.scoped(asked.checked_filters(USAGE_STATUSES), who)
             body = statement.build(store, span, filters, groups, pricer.fee_nusd, title=title)
