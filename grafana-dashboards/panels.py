@@ -147,17 +147,11 @@ def datasource_variable(name: str, label: str, plugin: str) -> dashboard.Datasou
 
 def label_variable(name: str, expr: str) -> dashboard.QueryVariable:
     """A multi-value Prometheus label variable with All = `.*` (also matches series without the label)."""
-    return (
+    return _multi_with_all(
         dashboard.QueryVariable(name)
         .label(name.replace("_", " ").capitalize())
         .datasource(PROMETHEUS)
         .query({"query": expr, "refId": f"{name}-variable", "qryType": 1})
-        .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .sort(models.VariableSort.ALPHABETICAL_ASC)
-        .multi(True)
-        .include_all(True)
-        .all_value(ALL)
-        .current(models.VariableOption(selected=True, text="All", value="$__all"))
     )
 
 
@@ -166,12 +160,18 @@ def api_variable(name: str) -> dashboard.QueryVariable:
     Prometheus-label filters); All = `.*` (no filter)."""
     query = usage("rows", [(name, name, "string")], name, filters=FILTERS).build().to_json()  # type: ignore[attr-defined]
     query["refId"] = f"{name}-variable"
-    return (
+    return _multi_with_all(
         dashboard.QueryVariable(name)
         .label(name.replace("_", " ").capitalize().replace("Api", "API"))
         .datasource(API)
         .query({"queryType": "infinity", "infinityQuery": query, "refId": f"{name}-variable"})
-        .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
+    )
+
+
+def _multi_with_all(variable: dashboard.QueryVariable) -> dashboard.QueryVariable:
+    """Refreshed with the time range, sorted, several values, All (`.*`) selected at first."""
+    return (
+        variable.refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(models.VariableSort.ALPHABETICAL_ASC)
         .multi(True)
         .include_all(True)

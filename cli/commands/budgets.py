@@ -8,10 +8,9 @@ from typing import Any
 
 from llmtally.exporter.budgets.config import BudgetSettings
 from llmtally.exporter.budgets.status import report, states
-from llmtally.exporter.config import load
 from llmtally.exporter.store import open_store
 
-from .options import print_json
+from .options import config_of, print_json
 from .tables import Column, count, money, show, text
 
 
@@ -51,7 +50,7 @@ _CREDITS: list[Column] = [
 
 
 def budgets(args: argparse.Namespace) -> int:
-    config = load(args.config, store=args.store)
+    config = config_of(args)
     settings = BudgetSettings.from_config(config)
     now = datetime.now(UTC)
     with open_store(config.store) as store:

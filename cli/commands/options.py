@@ -14,6 +14,7 @@ from llmtally.exporter.store import Store, open_store
 
 if TYPE_CHECKING:  # the `serve` extra: `llmtally --version` works without it
     from llmtally.exporter.api.settings import Analytics
+    from llmtally.exporter.config import Config
     from llmtally.exporter.price import Pricer
 
 
@@ -57,20 +58,26 @@ def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON (for scripts) instead of tables")
 
 
-def open_from(args: argparse.Namespace) -> Store:
-    """The store the command reads: --store, else $LLMTALLY_STORE, else the config file's, else the default."""
+def config_of(args: argparse.Namespace) -> Config:
+    """The command's configuration (`--config`, the environment, `--store`), read once per command."""
     from llmtally.exporter.config import load  # needs the `serve` extra: `llmtally --version` works without it
 
-    config = load(args.config, store=args.store)
-    return open_store(config.store)
+    if getattr(args, "loaded_config", None) is None:
+        args.loaded_config = load(args.config, store=args.store)
+    config: Config = args.loaded_config
+    return config
+
+
+def open_from(args: argparse.Namespace) -> Store:
+    """The store the command reads: --store, else $LLMTALLY_STORE, else the config file's, else the default."""
+    return open_store(config_of(args).store)
 
 
 def declared_dimensions(args: argparse.Namespace) -> tuple[str, ...]:
     """The custom dimensions `dimensions:` declares in the command's llmtally.yaml."""
-    from llmtally.exporter.config import load
     from llmtally.exporter.dimensions import Dimensions
 
-    return Dimensions.from_config(load(args.config, store=args.store)).keys
+    return Dimensions.from_config(config_of(args)).keys
 
 
 def asked(args: argparse.Namespace) -> tuple[TimeRange, Filters]:
@@ -94,9 +101,8 @@ def asked_filters(args: argparse.Namespace) -> Filters:
 def analytics_from(args: argparse.Namespace) -> Analytics:
     """The `timezone:` and `health:` settings of the command's llmtally.yaml."""
     from llmtally.exporter.api.settings import Analytics
-    from llmtally.exporter.config import load
 
-    return Analytics.from_config(load(args.config, store=args.store))
+    return Analytics.from_config(config_of(args))
 
 
 def print_json(value: Any) -> None:
@@ -106,7 +112,6 @@ def print_json(value: Any) -> None:
 
 def pricer_from(args: argparse.Namespace) -> Pricer:
     """The pricer of the command's llmtally.yaml (its `pricing:` overrides, markup and fees)."""
-    from llmtally.exporter.config import load
     from llmtally.exporter.price import Pricer, PricingConfig
 
-    return Pricer(PricingConfig.from_dict(load(args.config, store=args.store).pricing))
+    return Pricer(PricingConfig.from_dict(config_of(args).pricing))

@@ -20,7 +20,7 @@ from llmtally.exporter.normalise.record import Record
 from llmtally.exporter.price import Pricer, PricingConfig
 from llmtally.exporter.store import open_store
 
-from .options import asked, declared_dimensions, open_from, print_json
+from .options import asked, config_of, declared_dimensions, open_from, print_json
 from .tables import Column, money, progress, show, text
 
 Advance = Callable[[int], None]
@@ -123,7 +123,7 @@ def _cleanup_arguments(args: argparse.Namespace) -> dict[str, object]:
 
 
 def reprice(args: argparse.Namespace) -> int:
-    config = load(args.config, store=args.store)
+    config = config_of(args)
     pricer = Pricer(PricingConfig.from_dict(config.pricing))
     since = instant(args.since, "--since")
     until = instant(args.until, "--until") if args.until else None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from llmtally.exporter.api.params import group_by
 
-from .options import analytics_from, asked_filters, declared_dimensions, print_json
+from .options import analytics_from, asked_filters, declared_dimensions, open_from, pricer_from, print_json
 from .tables import Column, count, money, show, text
 
 _FIGURES: list[Column] = [
@@ -25,10 +25,7 @@ _FIGURES: list[Column] = [
 
 
 def report(args: argparse.Namespace) -> int:
-    from llmtally.exporter.config import load
-    from llmtally.exporter.price import Pricer, PricingConfig
     from llmtally.exporter.reports import periods, render, statement
-    from llmtally.exporter.store import open_store
 
     fmt = "json" if args.json else args.format
     if fmt == "pdf" and not args.output:
@@ -37,9 +34,8 @@ def report(args: argparse.Namespace) -> int:
     names = group_by(args.by, declared_dimensions(args) if args.by else ())
     statement.check_groups(names)
     filters = asked_filters(args)
-    config = load(args.config, store=args.store)
-    pricer = Pricer(PricingConfig.from_dict(config.pricing))
-    with open_store(config.store) as store:
+    pricer = pricer_from(args)
+    with open_from(args) as store:
         body = statement.build(store, span, filters, names, pricer.fee_nusd, title=args.title)
     if fmt == "table":
         columns: list[Column] = [(g, g, text) for g in names]

@@ -229,21 +229,20 @@ def create_router(
         kept = {n: v for n, v in extra.items() if n.startswith(extra_filters.PARAM_PREFIX) or n in now}
         return replace(asked, extra={**kept, **added}, dimensions=now)
 
-    def asked_with_extra(
-        request: Request,
-        asked: Annotated[Asked, Depends(_asked)],
-        extra: Annotated[dict[str, list[str]], Depends(extra_query)],
-    ) -> Asked:
-        return with_extra(request, asked, extra)
+    def extended(base: Callable[..., Asked]) -> Callable[..., Asked]:
+        """The dependency `base` (the query's range and filters) with the extra filters."""
 
+        def dependency(
+            request: Request,
+            asked: Annotated[Asked, Depends(base)],
+            extra: Annotated[dict[str, list[str]], Depends(extra_query)],
+        ) -> Asked:
+            return with_extra(request, asked, extra)
+
+        return dependency
+
+    asked_with_extra, filters_with_extra = extended(_asked), extended(_asked_filters)
     AskedDep = Annotated[Asked, Depends(asked_with_extra)]
-
-    def filters_with_extra(
-        request: Request,
-        asked: Annotated[Asked, Depends(_asked_filters)],
-        extra: Annotated[dict[str, list[str]], Depends(extra_query)],
-    ) -> Asked:
-        return with_extra(request, asked, extra)
 
     def any_principal(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],

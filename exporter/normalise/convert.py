@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from ...instrumentation.errors import OTHER
 from .dimensions import dimensions
 from .limits import MAX_LONG_TEXT, Invalid, count, seconds, shown, text, unit
 from .peers import error_type as mapped_error_type
@@ -184,7 +185,7 @@ def to_record(
     operation = _label(attrs, _OPERATION) or "chat"
     peer_error = _text_at(attrs, "error.type")
     failed = peer_error is not None or span_failed
-    error_type = mapped_error_type(peer_error) if peer_error is not None else ("_OTHER" if failed else None)
+    error_type = mapped_error_type(peer_error) if peer_error is not None else (OTHER if failed else None)
     duration = seconds(attrs.get("llmtally.duration"), "llmtally.duration")
     ttft_key, ttft = _found(attrs, _TTFT)
     error_message = _text_at(attrs, "llmtally.error.message") or (status_message if failed else None)

@@ -1,7 +1,7 @@
 """Other instrumentations' vocabulary mapped onto llmtally's: error types, and their token conventions.
 
-Error types: llmtally's bounded set (the instrumentation's `errors.ERROR_TYPES`, repeated here: the receiver does
-not import the instrumentation), from what peers write in `error.type`: exception class names, bare
+Error types: llmtally's bounded set (the instrumentation's `errors.ERROR_TYPES`), from what peers write in
+`error.type`: exception class names, bare
 (`RateLimitError`, OpenLLMetry, OpenLIT) or qualified (`openai.RateLimitError`, the official GenAI
 instrumentations), provider error codes (`rate_limit_error`, `insufficient_quota`) and HTTP status codes (`429`,
 the official google-genai instrumentation).
@@ -19,17 +19,18 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-RATE_LIMIT = "rate_limit"
-INVALID_REQUEST = "invalid_request"
-AUTH_ERROR = "auth_error"
-MODEL_ERROR = "model_error"
-TIMEOUT = "timeout"
-CONNECTION_ERROR = "connection_error"
-SERVER_ERROR = "server_error"
-STREAM_ERROR = "stream_error"
-OTHER = "_OTHER"
-ERROR_TYPES = frozenset(
-    {RATE_LIMIT, INVALID_REQUEST, AUTH_ERROR, MODEL_ERROR, TIMEOUT, CONNECTION_ERROR, SERVER_ERROR, STREAM_ERROR, OTHER}
+from ...instrumentation.errors import (
+    AUTH_ERROR,
+    CONNECTION_ERROR,
+    ERROR_TYPES,
+    INVALID_REQUEST,
+    MODEL_ERROR,
+    OTHER,
+    RATE_LIMIT,
+    SERVER_ERROR,
+    STREAM_ERROR,
+    TIMEOUT,
+    from_status,
 )
 
 # (source, provider) whose `input_tokens` exclude cache reads and writes; whose `output_tokens` exclude reasoning.
@@ -57,27 +58,12 @@ def error_type(found: str) -> str:
     if name in ERROR_TYPES:
         return name
     if len(name) == 3 and name.isascii() and name.isdigit():
-        return _from_status(int(name))
+        return from_status(int(name)) if int(name) >= 400 else OTHER
     name = name.rsplit(".", 1)[-1].lower().replace("_", "").replace("-", "").replace(" ", "")
     for pieces, kind in _RULES:
         if any(piece in name for piece in pieces):
             return kind
     return OTHER
-
-
-def _from_status(status: int) -> str:
-    """The error type of an HTTP status, as llmtally's instrumentation gives it."""
-    if status == 429:
-        return RATE_LIMIT
-    if status in (401, 403):
-        return AUTH_ERROR
-    if status == 404:
-        return MODEL_ERROR
-    if status in (408, 504):
-        return TIMEOUT
-    if status >= 500:
-        return SERVER_ERROR
-    return INVALID_REQUEST if status >= 400 else OTHER
 
 
 def semconv_counts(
