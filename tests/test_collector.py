@@ -250,7 +250,8 @@ def test_two_replicas_lose_nothing_when_one_is_killed_mid_run(
         wait_for(lambda: prometheus.value(victim_up) == 0, DEADLINE, "the kill not seen by Prometheus")
         victim.start()  # same ports: the collector's retries of the victim's batches now succeed
         wait_for(lambda: count_is(dsn, 2 * APP_CALLS), DEADLINE, collector.tail)
-        assert requests_on(victim) > 0  # what it held when killed, stored by it after the restart
+        # What it held when killed, stored by it after the restart (its /metrics follow its commits a moment later).
+        wait_for(lambda: requests_on(victim) > 0, DEADLINE, "the victim stored nothing after its restart")
         assert "Exporting failed" in collector.tail(1_000_000)  # the collector did retry
         for _ in range(runs - 2):
             app()
