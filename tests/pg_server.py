@@ -42,11 +42,19 @@ def find_bindir() -> Path:
     return max(found, key=lambda d: float(d.parent.name) if d.parent.name.replace(".", "").isdigit() else 0.0)
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A loopback port free now and not handed out before by this process (the kernel may give the same free port
+    to two calls in a row: a server's two listeners would then collide)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 @dataclass
