@@ -156,7 +156,7 @@ class Prometheus(alerting_stack.Prometheus):
         Server.__init__(self, workdir, "prometheus")
         self.config = workdir / "prometheus.yml"
         config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+            "global": {"scrape_interval": "2s", "scrape_timeout": "2s"},
             "scrape_configs": [
                 {
                     "job_name": "llmtally",
